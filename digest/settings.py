@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     smtp_rate: float = Field(0.0, ge=0, description="Messages per second over SMTP (0 = unlimited)")
     smtp_timeout: float = Field(30.0, description="SMTP socket timeout, seconds")
     smtp_retries: int = Field(3, ge=0, description="Retries of a temporary SMTP failure")
+    send_lease_seconds: int = Field(300, ge=5, description="How long a claimed digest stays reserved for one sender")
     bounce_after: int = Field(3, ge=1, description="Consecutive permanent failures before a subscriber is 'bounced'")
 
     http_timeout: float = Field(20.0, description="HTTP timeout for feed fetches, seconds")

@@ -1,0 +1,382 @@
+"""The `digest` command: a thin layer over the Python API (digest.pipeline and friends)."""
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cli_topics import classify, topics_app
+from .settings import SettingsError, get_settings
+
+app = typer.Typer(
+    help="digest: a daily email digest of new research papers.\n\n"
+         "Quick start: `digest send-now` ingests the configured sources, matches papers to topics, "
+         "and delivers today's edition (by default to ./var/outbox).",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+subs_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(topics_app, name="topics")
+app.command("classify")(classify)
+
+console = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit code 2."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _settings():
+    return get_settings()
+
+
+def _parse_date(value: Optional[str], what: str = "--edition") -> Optional[date]:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{what} must be a date like 2026-11-21, not {value!r}") from None
+
+
+# ------------------------------------------------------------------ db
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (they also run automatically on first use).
+
+    Example: DIGEST_DATABASE_URL=sqlite:///./var/digest.db digest db upgrade
+    """
+    from .db import current_revision, get_engine
+
+    s = _settings()
+    get_engine(s.database_url)
+    console.print(f"database at revision {current_revision(s.database_url)}")
+
+
+# ------------------------------------------------------------------ ingest
+
+@app.command()
+def ingest(
+    source: Optional[str] = typer.Option(None, "--source", help="Only this source from config/sources.yaml."),
+    from_: Optional[list[str]] = typer.Option(None, "--from", help="Ingest this URL or path instead (repeatable)."),
+    kind: str = typer.Option("auto", "--kind", help="Format of --from: arxiv, hf-daily or auto."),
+) -> None:
+    """Fetch the daily listings and store new papers.
+
+    Examples:
+      digest ingest
+      digest ingest --source arxiv-cs-cv
+      digest ingest --from https://rss.arxiv.org/rss/cs.CV --kind arxiv
+      digest ingest --from samples/hf-daily-day1.json
+    """
+    from .pipeline import run_ingest
+
+    if kind not in ("arxiv", "hf-daily", "auto"):
+        raise UserError(f"--kind must be arxiv, hf-daily or auto, not {kind!r}")
+    s = _settings()
+    with console.status("ingesting…") as status:
+        reports = run_ingest(s, source=source, locations=from_, kind=kind,
+                             on_progress=lambda msg: status.update(msg))
+    if not reports:
+        raise UserError(f"no sources configured (add some to {s.sources_file} or use --from)")
+    _ingest_table(reports)
+    if all(r.failed for r in reports):
+        raise typer.Exit(1)
+
+
+def _ingest_table(reports) -> None:
+    table = Table(title="ingest")
+    for col in ("source", "status", "new", "updated", "unchanged", "skipped", "errors"):
+        table.add_column(col, justify="right" if col in ("new", "updated", "unchanged", "skipped") else "left")
+    for r in reports:
+        skipped = sum(r.skipped.values())
+        reasons = ", ".join(f"{k}: {v}" for k, v in r.skipped.items())
+        table.add_row(r.source, r.status, str(r.new), str(r.updated), str(r.unchanged),
+                      f"{skipped}" + (f" ({reasons})" if reasons else ""), "; ".join(r.errors + r.warnings)[:300])
+    console.print(table)
+
+
+# ------------------------------------------------------------------ subscribers
+
+def _known_topics(s) -> set[str]:
+    from .pipeline import current_topics
+
+    config, _ = current_topics(s)
+    return set(config.ids)
+
+
+@subs_app.command("add")
+def subs_add(
+    email: str,
+    topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections."),
+    name: Optional[str] = typer.Option(None, "--name"),
+    tz: str = typer.Option("UTC", "--tz", help="IANA timezone, e.g. Europe/Berlin."),
+    weekly: Optional[str] = typer.Option(None, "--weekly", help="Weekly on this weekday (e.g. monday) instead of daily."),
+    trending: bool = typer.Option(False, "--trending/--no-trending", help="Add a Trending section (top HF papers)."),
+) -> None:
+    """Add a subscriber.
+
+    Example: digest subscribers add ada@example.org --topics multimodal-llm,pathology --tz Europe/Berlin
+    """
+    from .db import session_scope
+    from .subscribers import add_subscriber, parse_topics, parse_weekday
+
+    s = _settings()
+    topic_ids = parse_topics(topics, _known_topics(s))
+    with session_scope(s) as session:
+        sub = add_subscriber(session, email, topic_ids, name=name, tz=tz, trending=trending,
+                             frequency="weekly" if weekly else "daily",
+                             weekly_day=parse_weekday(weekly) if weekly else 0)
+        console.print(f"added {sub.email} ({', '.join(sub.topics)})")
+
+
+@subs_app.command("remove")
+def subs_remove(email: str, delete: bool = typer.Option(False, "--delete", help="Delete the row and its history instead of marking it unsubscribed.")) -> None:
+    """Unsubscribe someone (keeps their history), or delete them with --delete.
+
+    Example: digest subscribers remove ada@example.org
+    """
+    from .db import session_scope
+    from .subscribers import get_by_email, set_status
+
+    s = _settings()
+    with session_scope(s) as session:
+        if delete:
+            sub = get_by_email(session, email)
+            if sub is None:
+                raise UserError(f"no subscriber {email!r}")
+            session.delete(sub)
+            console.print(f"deleted {sub.email}")
+        else:
+            sub = set_status(session, email, "unsubscribed")
+            console.print(f"unsubscribed {sub.email}")
+
+
+@subs_app.command("set-topics")
+def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids.")) -> None:
+    """Replace a subscriber's topics.
+
+    Example: digest subscribers set-topics ada@example.org --topics pathology,cardiology
+    """
+    from .db import session_scope
+    from .subscribers import get_by_email, parse_topics
+
+    s = _settings()
+    topic_ids = parse_topics(topics, _known_topics(s))
+    with session_scope(s) as session:
+        sub = get_by_email(session, email)
+        if sub is None:
+            raise UserError(f"no subscriber {email!r}")
+        sub.topics = topic_ids
+        sub.updated_at = datetime.now(timezone.utc)
+        console.print(f"{sub.email}: {', '.join(topic_ids)}")
+
+
+@subs_app.command("list")
+def subs_list(status: Optional[str] = typer.Option(None, "--status", help="Only this status (active, unsubscribed, bounced, ...).")) -> None:
+    """List subscribers.
+
+    Example: digest subscribers list --status active
+    """
+    from sqlalchemy import select
+
+    from .db import session_scope
+    from .models import Subscriber
+
+    s = _settings()
+    table = Table()
+    for col in ("email", "name", "topics", "timezone", "frequency", "status"):
+        table.add_column(col)
+    with session_scope(s) as session:
+        q = select(Subscriber).order_by(Subscriber.email)
+        if status:
+            q = q.where(Subscriber.status == status)
+        for sub in session.scalars(q):
+            freq = sub.frequency if sub.frequency == "daily" else f"weekly ({sub.weekly_day})"
+            table.add_row(sub.email, sub.name or "", ", ".join(sub.topics or []), sub.timezone, freq, sub.status)
+    console.print(table)
+
+
+@subs_app.command("import")
+def subs_import(file: Path) -> None:
+    """Import subscribers from CSV with header email,name,topics,timezone (topics separated by ';').
+
+    Bad rows are reported with their line number; every other row is imported (existing
+    addresses are updated). Example: digest subscribers import people.csv
+    """
+    from .db import session_scope
+    from .subscribers import import_csv
+
+    s = _settings()
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(f"{file}: {exc.strerror or exc}") from None
+    known = _known_topics(s)
+    with session_scope(s) as session:
+        report = import_csv(session, text, known_topics=known, filename=str(file))
+    for line in report.errors:
+        err.print(line, highlight=False, markup=False)
+    console.print(f"imported: {report.added} added, {report.updated} updated, {len(report.errors)} bad rows")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@subs_app.command("export")
+def subs_export(out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
+    """Export subscribers as CSV (importable again).
+
+    Example: digest subscribers export --out people.csv
+    """
+    from .db import session_scope
+    from .subscribers import export_csv
+
+    with session_scope(_settings()) as session:
+        text = export_csv(session)
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+# ------------------------------------------------------------------ preview / send-now
+
+@app.command()
+def preview(
+    subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default var/preview/<email>.html)."),
+    edition: Optional[str] = typer.Option(None, "--edition", help="Edition date YYYY-MM-DD (default: today)."),
+) -> None:
+    """Render a subscriber's next digest without sending or recording anything.
+
+    Example: digest preview --subscriber ada@example.org --out /tmp/ada.html
+    """
+    from .db import session_factory
+    from .edition import Recipient
+    from .models import Subscriber
+    from .pipeline import current_topics, plan_options, run_match, subscriber_ids_for
+    from .plan import plan_edition
+    from .render import Renderer
+    from .send import ContentBuilder
+
+    s = _settings()
+    ed = _parse_date(edition)
+    config, _ = current_topics(s)
+    run_match(s, config)
+    ids = subscriber_ids_for(s, subscriber)
+    make = session_factory(s)
+    with make() as session:
+        sub = session.get(Subscriber, ids[0])
+        opts = plan_options(s)
+        opts.send_empty = True
+        plan = plan_edition(session, config.ids, opts, edition=ed, subscriber_ids=ids, dry_run=True)
+        items = plan.dry[0][2] if plan.dry else []
+        builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
+        builder.load(session, {i.paper_id for i in items})
+        content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone),
+                                ed or date.today(), items, weekly=sub.frequency == "weekly")
+    renderer = Renderer(s)
+    rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
+    out = out or (s.data_dir / "preview" / (sub.email.replace("@", "_at_").replace("/", "_") + ".html"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(rendered.html, encoding="utf-8")
+    console.print(f"subject: {rendered.subject}")
+    console.print(f"{content.shown_count} papers shown, {content.total_count} in all; wrote {out}")
+
+
+@app.command("send-now")
+def send_now_cmd(
+    no_ingest: bool = typer.Option(False, "--no-ingest", help="Skip ingestion; use what is stored."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and render, but send and record nothing."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Only this subscriber."),
+    edition: Optional[str] = typer.Option(None, "--edition", help="Name the edition YYYY-MM-DD (date in the email and idempotency key). Default: each subscriber's local today."),
+) -> None:
+    """Run the whole pipeline once, now: ingest, match, plan, render, deliver.
+
+    Running it twice for the same edition sends nothing the second time. Exits 1 when any
+    digest failed.
+
+    Examples:
+      digest send-now
+      digest send-now --no-ingest --subscriber ada@example.org
+      digest send-now --dry-run
+    """
+    from rich.progress import Progress
+
+    from .pipeline import send_now
+
+    s = _settings()
+    ed = _parse_date(edition)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        report = send_now(s, ingest=not no_ingest, dry_run=dry_run, subscriber=subscriber, edition=ed,
+                          on_progress=lambda msg: progress.update(task, description=msg),
+                          on_sent=lambda n: progress.advance(task, n))
+    if report.ingest:
+        _ingest_table(report.ingest)
+    if report.topics_error:
+        err.print(f"warning: topics.yaml is invalid, used the last valid config:\n{report.topics_error}",
+                  markup=False, highlight=False)
+    for line in report.plan.warnings:
+        err.print(f"warning: {line}", markup=False, highlight=False)
+    for line in report.previews:
+        console.print(f"[dry-run] {line}", markup=False, highlight=False)
+    table = Table(title="send" + (" (dry run)" if dry_run else ""))
+    for col in ("planned", "nothing new", "already done", "sent", "deferred", "failed"):
+        table.add_column(col, justify="right")
+    sr = report.send
+    table.add_row(str(report.plan.planned), str(report.plan.empty), str(report.plan.already),
+                  str(sr.sent), str(sr.deferred), str(sr.failed))
+    console.print(table)
+    for line in sr.errors:
+        err.print(line, markup=False, highlight=False)
+    if s.delivery.startswith("file://") and sr.sent:
+        console.print(f"open the digests in {s.delivery.removeprefix('file://')} (one .html per message)")
+    if sr.failed:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ entry point
+
+def main() -> None:
+    from .fetch import FetchError
+    from .pipeline import PipelineError
+    from .sources import SourcesConfigError
+    from .subscribers import SubscriberError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (UserError, SubscriberError, PipelineError, SourcesConfigError, SettingsError, FetchError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

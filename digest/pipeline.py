@@ -1,0 +1,188 @@
+"""The daily pipeline as one Python API: ingest → match → plan → render → deliver.
+
+The CLI (`digest send-now`) and the scheduler (`digest run`) are thin layers over this.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+
+from .db import session_factory, session_scope
+from .ingest import IngestReport, adhoc_spec, ingest_all
+from .models import AppState, Subscriber
+from .plan import PlanOptions, PlanReport, plan_edition
+from .send import ContentBuilder, SendReport, send_pending
+from .settings import Settings
+from .sources import SourceSpec, load_sources
+from .topics import TopicConfig, TopicConfigError, load_topics, parse_topics
+
+log = logging.getLogger("digest.pipeline")
+
+
+class PipelineError(Exception):
+    """A user-facing problem that stops the pipeline (one clear line)."""
+
+
+def _state(session, key: str) -> AppState | None:
+    return session.get(AppState, key)
+
+
+def _put_state(session, key: str, value: dict) -> None:
+    row = session.get(AppState, key) or AppState(key=key)
+    row.value = value
+    row.updated_at = datetime.now(timezone.utc)
+    session.add(row)
+
+
+def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
+    """The topics to use now and, when the file on disk is invalid, why it was not used.
+
+    A valid file is remembered in the database; an invalid edit is reported and the last
+    valid config keeps being used, so a typo never stops the morning email.
+    """
+    path = settings.topics_file
+    try:
+        config = load_topics(path)
+    except TopicConfigError as exc:
+        error = str(exc)
+        with session_scope(settings) as session:
+            _put_state(session, "topics_error", {"error": error, "file": str(path),
+                                                 "at": datetime.now(timezone.utc).isoformat()})
+            last = _state(session, "topics_valid")
+            saved = dict(last.value) if last else None
+        if not saved:
+            raise PipelineError(f"topics config is invalid and no earlier valid config is known:\n{error}") from None
+        log.error("topics config %s is invalid; using the last valid one (%s): %s", path, saved.get("at"), error)
+        return parse_topics(saved["text"], f"{path} (last valid, {saved.get('at')})"), error
+    with session_scope(settings) as session:
+        _put_state(session, "topics_valid", {"text": path.read_text(encoding="utf-8-sig"), "version": config.version,
+                                             "at": datetime.now(timezone.utc).isoformat()})
+        if _state(session, "topics_error"):
+            session.delete(_state(session, "topics_error"))
+    return config, None
+
+
+def configured_sources(settings: Settings, name: str | None = None) -> list[SourceSpec]:
+    specs = load_sources(settings.sources_file)
+    if name is not None:
+        specs = [s for s in specs if s.name == name]
+        if not specs:
+            raise PipelineError(f"no source named {name!r} in {settings.sources_file}")
+        specs[0].enabled = True
+    return specs
+
+
+def run_ingest(settings: Settings, *, source: str | None = None, locations: list[str] | None = None,
+               kind: str = "auto", on_progress: Callable[[str], None] | None = None) -> list[IngestReport]:
+    specs = [adhoc_spec(loc, kind) for loc in locations] if locations else configured_sources(settings, source)
+    return ingest_all(settings, specs, on_progress=on_progress)
+
+
+def run_match(settings: Settings, config: TopicConfig) -> int:
+    from .match import match_pending
+
+    with session_scope(settings) as session:
+        return match_pending(session, config, lookback_days=settings.lookback_days)
+
+
+def plan_options(settings: Settings) -> PlanOptions:
+    return PlanOptions(lookback_days=settings.lookback_days, section_cap=settings.section_cap,
+                       weekly_section_cap=settings.weekly_section_cap, trending_count=settings.trending_count,
+                       send_empty=settings.send_empty)
+
+
+def subscriber_ids_for(settings: Settings, email: str | None) -> list[int] | None:
+    if email is None:
+        return None
+    from .subscribers import get_by_email
+
+    with session_scope(settings) as session:
+        sub = get_by_email(session, email)
+        if sub is None:
+            raise PipelineError(f"no subscriber {email!r}")
+        return [sub.id]
+
+
+@dataclass
+class RunReport:
+    ingest: list[IngestReport] = field(default_factory=list)
+    matched: int = 0
+    plan: PlanReport | None = None
+    send: SendReport | None = None
+    topics_error: str | None = None
+    previews: list[str] = field(default_factory=list)  # dry-run subjects
+
+    @property
+    def failed(self) -> int:
+        return self.send.failed if self.send else 0
+
+
+def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, subscriber: str | None = None,
+             edition: date | None = None, now: datetime | None = None, stop: threading.Event | None = None,
+             on_progress: Callable[[str], None] | None = None, on_sent: Callable[[int], None] | None = None,
+             backend=None) -> RunReport:
+    """Run the pipeline once, now. `edition` names the edition (its date and idempotency key)."""
+    from .deliver import open_backend
+    from .render import Renderer
+
+    report = RunReport()
+    config, report.topics_error = current_topics(settings)
+    if ingest:
+        report.ingest = run_ingest(settings, on_progress=on_progress)
+    if on_progress:
+        on_progress("matching")
+    report.matched = run_match(settings, config)
+    ids = subscriber_ids_for(settings, subscriber)
+    if on_progress:
+        on_progress("planning")
+    names = {t.id: t.name for t in config.topics}
+    make = session_factory(settings)
+    with make() as session:
+        report.plan = plan_edition(session, config.ids, plan_options(settings), edition=edition, now=now,
+                                   subscriber_ids=ids, dry_run=dry_run)
+    renderer = Renderer(settings)
+    if dry_run:
+        report.send = SendReport()
+        builder = ContentBuilder(settings, names)
+        with make() as session:
+            from .edition import Recipient
+
+            for sid, ed, items in report.plan.dry:
+                builder.load(session, {i.paper_id for i in items})
+                sub = session.get(Subscriber, sid)
+                content = builder.build(Recipient(sid, sub.email, sub.name, sub.timezone), ed, items,
+                                        weekly=sub.frequency == "weekly")
+                rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
+                report.previews.append(f"{sub.email}: {rendered.subject}")
+        return report
+    if on_progress:
+        on_progress("sending")
+    editions = {edition} if edition else None
+    own_backend = backend is None
+    if own_backend:
+        backend = open_backend(settings)
+        backend.__enter__()
+    try:
+        report.send = send_pending(settings, make, backend, renderer, names, editions=editions,
+                                   subscriber_ids=ids, stop=stop, on_sent=on_sent)
+    finally:
+        if own_backend:
+            backend.__exit__(None, None, None)
+    return report
+
+
+def pending_count(settings: Settings, editions: set[date] | None = None) -> int:
+    from sqlalchemy import func
+
+    from .models import Digest
+
+    with session_scope(settings) as session:
+        q = select(func.count()).select_from(Digest).where(Digest.status.in_(("planned", "deferred", "sending")))
+        if editions:
+            q = q.where(Digest.edition.in_(editions))
+        return session.scalar(q) or 0

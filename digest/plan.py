@@ -1,0 +1,234 @@
+"""Planning an edition: for each due subscriber, the new papers in their topics they were never sent.
+
+The diff rests on one invariant: a digest's papers are chosen at planning time from papers
+that exist then. So every paper first seen after a subscriber's last (non-failed) digest was
+planned cannot have been sent to them, and the candidates are exactly the matching papers
+first seen since then (bounded by the look-back window). Papers only counted in "N more"
+belong to that digest too, so they do not come back.
+
+Work is shared: subscribers with the same topics, frequency, trending choice and the same
+candidate window get one computed plan.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+
+log = logging.getLogger("digest.plan")
+ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred")  # digests whose papers are spoken for
+BATCH = 1000
+
+
+@dataclass
+class Candidate:
+    paper_id: str
+    first_seen_at: datetime
+    hf_upvotes: int | None
+    hf_listed_on: date | None
+    scores: dict[str, float] = field(default_factory=dict)  # topic id -> score
+
+
+@dataclass
+class PlannedItem:
+    paper_id: str
+    section: str
+    position: int
+    shown: bool
+
+
+@dataclass
+class PlanReport:
+    planned: int = 0
+    empty: int = 0                # due subscribers with nothing new (no email)
+    already: int = 0              # already had a digest for the edition
+    not_due: int = 0              # weekly subscribers on another weekday
+    groups: int = 0
+    warnings: list[str] = field(default_factory=list)
+    dry: list[tuple[int, date, list[PlannedItem]]] = field(default_factory=list)  # dry runs only
+
+
+@dataclass
+class PlanOptions:
+    lookback_days: int = 7
+    section_cap: int = 10
+    weekly_section_cap: int = 5
+    trending_count: int = 5
+    send_empty: bool = False
+
+
+def local_today(tz: str, now: datetime) -> date:
+    try:
+        return now.astimezone(ZoneInfo(tz)).date()
+    except Exception:
+        return now.astimezone(timezone.utc).date()
+
+
+def load_candidates(session: Session, since: datetime) -> list[Candidate]:
+    """New papers first seen after `since`, with their topic scores, oldest first."""
+    rows = session.execute(
+        select(Paper.id, Paper.first_seen_at, Paper.hf_upvotes, Paper.hf_listed_on)
+        .where(Paper.is_new.is_(True), Paper.first_seen_at > since)
+        .order_by(Paper.first_seen_at, Paper.id)
+    ).all()
+    cands = {r.id: Candidate(r.id, r.first_seen_at, r.hf_upvotes, r.hf_listed_on) for r in rows}
+    if cands:
+        for pid, tid, score in session.execute(
+            select(TopicMatch.paper_id, TopicMatch.topic_id, TopicMatch.score)
+            .join(Paper, Paper.id == TopicMatch.paper_id)
+            .where(Paper.is_new.is_(True), Paper.first_seen_at > since)
+        ):
+            if pid in cands:
+                cands[pid].scores[tid] = score
+    return list(cands.values())
+
+
+def plan_sections(cands: list[Candidate], topics: list[str], *, cap: int, trending: int) -> list[PlannedItem]:
+    """Sections in the subscriber's topic order; each paper once, in its best-scoring topic."""
+    order = {t: i for i, t in enumerate(topics)}
+    buckets: dict[str, list[Candidate]] = defaultdict(list)
+    for cand in cands:
+        best = None
+        for tid in topics:
+            score = cand.scores.get(tid)
+            if score is not None and (best is None or score > cand.scores[best]):
+                best = tid
+        if best is not None:
+            buckets[best].append(cand)
+    items: list[PlannedItem] = []
+    taken: set[str] = set()
+    for tid in sorted(buckets, key=order.__getitem__):
+        ranked = sorted(buckets[tid], key=lambda c: (-c.scores[tid], -(c.hf_upvotes or 0), -c.first_seen_at.timestamp(), c.paper_id))
+        for pos, cand in enumerate(ranked):
+            items.append(PlannedItem(cand.paper_id, tid, pos, pos < cap))
+            taken.add(cand.paper_id)
+    if trending:
+        hf = [c for c in cands if c.hf_listed_on is not None and c.paper_id not in taken]
+        if hf:
+            latest = max(c.hf_listed_on for c in hf)
+            top = sorted((c for c in hf if c.hf_listed_on == latest), key=lambda c: (-(c.hf_upvotes or 0), c.paper_id))
+            for pos, cand in enumerate(top[:trending]):
+                items.append(PlannedItem(cand.paper_id, "trending", pos, True))
+    return items
+
+
+def _last_planned(session: Session, ids: list[int]) -> dict[int, datetime]:
+    rows = session.execute(
+        select(Digest.subscriber_id, func.max(Digest.planned_at))
+        .where(Digest.subscriber_id.in_(ids), Digest.status.in_(ACTIVE_LEDGER))
+        .group_by(Digest.subscriber_id)
+    ).all()
+    out = {}
+    for sid, when in rows:
+        if isinstance(when, str):  # aggregate results bypass the column type on SQLite
+            when = datetime.fromisoformat(when)
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        out[sid] = when
+    return out
+
+
+def _insert_ignore(session: Session):
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(Digest.__table__).on_conflict_do_nothing(index_elements=["subscriber_id", "edition"])
+    if dialect == "sqlite":
+        return sqlite.insert(Digest.__table__).on_conflict_do_nothing(index_elements=["subscriber_id", "edition"])
+    return insert(Digest.__table__)
+
+
+def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOptions, *,
+                 edition: date | None = None, now: datetime | None = None,
+                 subscriber_ids: list[int] | None = None, dry_run: bool = False) -> PlanReport:
+    """Write one `planned` digest row (and its items) per due subscriber with something new.
+
+    Idempotent and safe to run twice at once: the (subscriber, edition) key is unique and
+    rows that exist are left alone. Commits per batch of subscribers.
+    """
+    now = now or datetime.now(timezone.utc)
+    known = set(known_topics)
+    report = PlanReport()
+    horizon = now - timedelta(days=options.lookback_days)
+    cands = load_candidates(session, horizon)
+    seen_times = [c.first_seen_at for c in cands]
+    warned: set[str] = set()
+    group_cache: dict[tuple, list[PlannedItem]] = {}
+
+    query = select(Subscriber.id, Subscriber.topics, Subscriber.timezone, Subscriber.frequency,
+                   Subscriber.weekly_day, Subscriber.trending).where(Subscriber.status == "active")
+    if subscriber_ids is not None:
+        query = query.where(Subscriber.id.in_(subscriber_ids))
+    subs = session.execute(query.order_by(Subscriber.id)).all()
+    session.rollback()  # end the read transaction before writing in batches
+
+    for start in range(0, len(subs), BATCH):
+        batch = subs[start:start + BATCH]
+        ids = [s.id for s in batch]
+        editions = {s.id: edition or local_today(s.timezone, now) for s in batch}
+        have = set(session.execute(
+            select(Digest.subscriber_id, Digest.edition)
+            .where(Digest.subscriber_id.in_(ids), Digest.edition.in_(set(editions.values())))
+        ).tuples())
+        last = _last_planned(session, ids)
+        digest_rows, items_by_sub = [], {}
+        for sub in batch:
+            ed = editions[sub.id]
+            if (sub.id, ed) in have:
+                report.already += 1
+                continue
+            weekly = sub.frequency == "weekly"
+            if weekly and ed.weekday() != sub.weekly_day:
+                report.not_due += 1
+                continue
+            topics = []
+            for tid in sub.topics or []:
+                if tid in known:
+                    topics.append(tid)
+                elif tid not in warned:
+                    warned.add(tid)
+                    report.warnings.append(f"topic {tid!r} chosen by subscribers is not in topics.yaml; ignored")
+            since = max(horizon, last.get(sub.id, horizon))
+            cut = bisect.bisect_right(seen_times, since)
+            cap = options.weekly_section_cap if weekly else options.section_cap
+            trending = options.trending_count if sub.trending else 0
+            key = (tuple(topics), cut, cap, trending)
+            items = group_cache.get(key)
+            if items is None:
+                items = group_cache[key] = plan_sections(cands[cut:], topics, cap=cap, trending=trending)
+            if not items and not (options.send_empty and cut < len(cands)):
+                report.empty += 1
+                continue
+            digest_rows.append({"subscriber_id": sub.id, "edition": ed, "status": "planned", "attempts": 0,
+                                "paper_count": sum(1 for i in items if i.shown), "planned_at": now})
+            items_by_sub[sub.id] = items
+        if dry_run:  # plan in memory only; nothing is written
+            report.planned += len(digest_rows)
+            report.dry.extend((r["subscriber_id"], r["edition"], items_by_sub[r["subscriber_id"]]) for r in digest_rows)
+            continue
+        if digest_rows:
+            stmt = _insert_ignore(session).returning(Digest.__table__.c.id, Digest.__table__.c.subscriber_id)
+            inserted = session.execute(stmt, digest_rows).all()
+            report.already += len(digest_rows) - len(inserted)
+            report.planned += len(inserted)
+            item_rows = [
+                {"digest_id": did, "paper_id": it.paper_id, "subscriber_id": sid, "section": it.section,
+                 "position": it.position, "shown": it.shown}
+                for did, sid in inserted for it in items_by_sub[sid]
+            ]
+            if item_rows:
+                session.execute(insert(DigestItem.__table__), item_rows)
+        session.commit()
+    report.groups = len(group_cache)
+    for line in report.warnings:
+        log.warning(line)
+    return report

@@ -1,0 +1,247 @@
+"""Delivering planned digests: claim, render, send, record — exactly one per (subscriber, edition).
+
+A digest row is claimed atomically (status planned → sending, with a lease), marked `sent`
+only after the server accepted the message, and a crash leaves it `sending` until its lease
+expires (or at once, when its claimer is a dead process on this host), when the next run
+sends it. The one ambiguous case: a process dies after the server accepted the message but
+before the row was marked sent; that message is sent again — at most one duplicate per
+crash, never a loss.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from .edition import DigestContent, PaperItem, Recipient, Section
+from .models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from .plan import PlannedItem
+from .settings import Settings
+
+log = logging.getLogger("digest.send")
+CLAIM_BATCH = 50
+MAX_ATTEMPTS = 5
+AUTHORS_KEPT = 12
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class ContentBuilder:
+    """Turns ledger items into DigestContent, caching papers and match reasons across digests."""
+
+    def __init__(self, settings: Settings, topic_names: dict[str, str]):
+        self.settings = settings
+        self.topic_names = topic_names
+        self.papers: dict[str, PaperItem] = {}
+        self.reasons: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+    def load(self, session: Session, paper_ids: set[str]) -> None:
+        missing = [p for p in paper_ids if p not in self.papers]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            for p in session.scalars(select(Paper).where(Paper.id.in_(chunk))):
+                url = p.abs_url or p.hf_url or ""
+                self.papers[p.id] = PaperItem(
+                    paper_id=p.id, title=p.title, url=url, authors=list(p.authors or [])[:AUTHORS_KEPT],
+                    abstract=p.abstract or "", primary_category=p.primary_category,
+                    published=p.published_at or p.first_seen_at, hf_upvotes=p.hf_upvotes, pdf_url=p.pdf_url,
+                    hf_url=p.hf_url, code_url=p.code_url)
+            for m in session.scalars(select(TopicMatch).where(TopicMatch.paper_id.in_(chunk))):
+                self.reasons[(m.paper_id, m.topic_id)] = (m.score, list(m.matched or []))
+
+    def build(self, recipient: Recipient, edition: date, items: list[PlannedItem], weekly: bool = False) -> DigestContent:
+        from .tokens import preferences_url, unsubscribe_url
+
+        sections: dict[str, Section] = {}
+        for it in sorted(items, key=lambda i: (i.section == "trending", i.position)):
+            sec = sections.get(it.section)
+            if sec is None:
+                name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
+                sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
+            if not it.shown:
+                sec.more += 1
+                continue
+            base = self.papers.get(it.paper_id)
+            if base is None:
+                continue
+            score, matched = self.reasons.get((it.paper_id, it.section), (0.0, []))
+            sec.papers.append(PaperItem(**{**base.__dict__, "matched": matched, "score": score}))
+        return DigestContent(
+            recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
+            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
+            preferences_url=preferences_url(self.settings, recipient.subscriber_id))
+
+
+def _claimable(now: datetime, exclude: set[int]):
+    cond = or_(Digest.status == "planned",
+               and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS),
+               and_(Digest.status == "sending", Digest.lease_until < now))
+    return and_(cond, Digest.id.notin_(exclude)) if exclude else cond
+
+
+def reclaim_dead_local(session: Session, now: datetime) -> int:
+    """Expire the leases of digests claimed by processes of this host that no longer run."""
+    host = socket.gethostname()
+    rows = session.execute(select(Digest.id, Digest.claimed_by).where(
+        Digest.status == "sending", Digest.claimed_by.like(f"{host}:%"))).all()
+    dead = []
+    for did, claimer in rows:
+        try:
+            pid = int(claimer.split(":")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead.append(did)
+        except (ValueError, IndexError, PermissionError):
+            continue
+    if dead:
+        session.execute(update(Digest).where(Digest.id.in_(dead), Digest.status == "sending")
+                        .values(lease_until=now - timedelta(seconds=1)))
+        session.commit()
+    return len(dead)
+
+
+def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int = CLAIM_BATCH,
+                editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
+                exclude: set[int] | None = None) -> list[int]:
+    now = datetime.now(timezone.utc)
+    query = select(Digest.id).where(_claimable(now, exclude or set()))
+    if editions:
+        query = query.where(Digest.edition.in_(editions))
+    if subscriber_ids is not None:
+        query = query.where(Digest.subscriber_id.in_(subscriber_ids))
+    query = query.order_by(Digest.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        session.rollback()
+        return []
+    # the WHERE repeats the claimable test: a row another sender took meanwhile is not ours
+    session.execute(update(Digest).where(Digest.id.in_(ids), _claimable(now, set()))
+                    .values(status="sending", claimed_by=worker, lease_until=now + lease,
+                            attempts=Digest.attempts + 1))
+    session.commit()
+    return list(session.scalars(select(Digest.id).where(
+        Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending").order_by(Digest.id)))
+
+
+def send_pending(settings: Settings, session_factory, backend, renderer, topic_names: dict[str, str], *,
+                 editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
+                 stop: threading.Event | None = None, on_sent: Callable[[int], None] | None = None,
+                 worker: str | None = None) -> SendReport:
+    """Send every claimable digest (optionally of some editions/subscribers) through `backend`."""
+    from .message import build_message
+
+    worker = worker or worker_id()
+    lease = timedelta(seconds=settings.send_lease_seconds)
+    report = SendReport()
+    builder = ContentBuilder(settings, topic_names)
+    deferred_now: set[int] = set()
+    with session_factory() as session:
+        reclaim_dead_local(session, datetime.now(timezone.utc))
+        while True:
+            if stop is not None and stop.is_set():
+                report.interrupted = True
+                break
+            ids = claim_batch(session, worker, lease=lease, editions=editions,
+                              subscriber_ids=subscriber_ids, exclude=deferred_now)
+            if not ids:
+                break
+            digests = {d.id: d for d in session.scalars(select(Digest).where(Digest.id.in_(ids)))}
+            subs = {s.id: s for s in session.scalars(select(Subscriber).where(
+                Subscriber.id.in_({d.subscriber_id for d in digests.values()})))}
+            items: dict[int, list[PlannedItem]] = defaultdict(list)
+            for it in session.scalars(select(DigestItem).where(DigestItem.digest_id.in_(ids))):
+                items[it.digest_id].append(PlannedItem(it.paper_id, it.section, it.position, it.shown))
+            builder.load(session, {it.paper_id for lst in items.values() for it in lst})
+            session.commit()
+            for pos, did in enumerate(ids):
+                if stop is not None and stop.is_set():
+                    _release(session, worker, ids[pos:])
+                    report.interrupted = True
+                    return report
+                digest, sub = digests[did], subs.get(digests[did].subscriber_id)
+                if sub is None or sub.status != "active":
+                    _finish(session, did, worker, status="skipped", error="subscriber not active")
+                    continue
+                recipient = Recipient(sub.id, sub.email, sub.name, sub.timezone)
+                content = builder.build(recipient, digest.edition, items.get(did, []), weekly=sub.frequency == "weekly")
+                try:
+                    rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
+                    msg = build_message(settings, content, rendered)
+                except Exception as exc:  # one broken digest must not stop the edition
+                    log.exception("rendering digest %s failed", did)
+                    _finish(session, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}")
+                    report.failed += 1
+                    report.errors.append(f"{sub.email}: render failed: {exc}")
+                    continue
+                result = backend.send(msg)
+                if result.ok:
+                    _finish(session, did, worker, status="sent", message_id=msg["Message-ID"], subject=str(msg["Subject"]))
+                    if sub.consecutive_failures:
+                        session.execute(update(Subscriber).where(Subscriber.id == sub.id).values(consecutive_failures=0))
+                        session.commit()
+                    report.sent += 1
+                    if on_sent:
+                        on_sent(1)
+                elif result.permanent:
+                    _finish(session, did, worker, status="failed", error=result.error)
+                    report.failed += 1
+                    report.errors.append(f"{sub.email}: {result.error}")
+                    if _count_failure(session, sub.id, settings.bounce_after):
+                        report.bounced += 1
+                else:
+                    _finish(session, did, worker, status="deferred", error=result.error)
+                    deferred_now.add(did)
+                    report.deferred += 1
+                    report.errors.append(f"{sub.email}: deferred: {result.error}")
+    return report
+
+
+def _finish(session: Session, did: int, worker: str, *, status: str, error: str | None = None,
+            message_id: str | None = None, subject: str | None = None) -> None:
+    values = {"status": status, "lease_until": None}
+    if status == "sent":
+        values.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject, last_error=None)
+    if error is not None:
+        values["last_error"] = error[:2000]
+    session.execute(update(Digest).where(Digest.id == did, Digest.claimed_by == worker).values(**values))
+    session.commit()
+
+
+def _release(session: Session, worker: str, ids: list[int]) -> None:
+    session.execute(update(Digest).where(Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending")
+                    .values(status="planned", lease_until=None, attempts=Digest.attempts - 1))
+    session.commit()
+
+
+def _count_failure(session: Session, subscriber_id: int, bounce_after: int) -> bool:
+    sub = session.get(Subscriber, subscriber_id)
+    sub.consecutive_failures = (sub.consecutive_failures or 0) + 1
+    bounced = sub.consecutive_failures >= bounce_after and sub.status == "active"
+    if bounced:
+        sub.status = "bounced"
+        log.warning("subscriber %s marked bounced after %d permanent failures", sub.email, sub.consecutive_failures)
+    session.commit()
+    return bounced
