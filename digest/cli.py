@@ -351,6 +351,142 @@ def send_now_cmd(
         raise typer.Exit(1)
 
 
+# ------------------------------------------------------------------ run / status / history / stats
+
+@app.command()
+def run(
+    wait: bool = typer.Option(False, "--wait", help="If another scheduler holds the database lock, wait for it instead of exiting."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Log one JSON object per line."),
+) -> None:
+    """Run the scheduler: ingest on a cron, send each edition at the subscriber's local time.
+
+    One scheduler per database (a lock in the database); SIGTERM/SIGINT finish the message in
+    flight and exit cleanly. Example: DIGEST_DELIVERY=smtp://mail:25 digest run
+    """
+    from .logs import setup_logging
+    from .scheduler import DigestScheduler, SchedulerBusy
+
+    s = _settings()
+    setup_logging(json_logs or s.log_json, level=logging.INFO)
+    try:
+        DigestScheduler(s).run_forever(wait_for_lock=wait)
+    except SchedulerBusy as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command()
+def status() -> None:
+    """Show the last ingest per source, next scheduled runs, the last edition and failures.
+
+    Example: digest status
+    """
+    from sqlalchemy import func, select
+
+    from .db import session_scope
+    from .models import AppState, Digest, IngestRun
+
+    s = _settings()
+    with session_scope(s) as session:
+        last_ids = select(func.max(IngestRun.id)).group_by(IngestRun.source)
+        runs = session.scalars(select(IngestRun).where(IngestRun.id.in_(last_ids)).order_by(IngestRun.source)).all()
+        table = Table(title="last ingest per source")
+        for col in ("source", "finished", "status", "new", "updated", "unchanged", "skipped", "errors"):
+            table.add_column(col)
+        for r in runs:
+            table.add_row(r.source[:60], r.finished_at.strftime("%Y-%m-%d %H:%M") if r.finished_at else "-", r.status,
+                          str(r.new), str(r.updated), str(r.unchanged), str(r.skipped), "; ".join(r.errors or [])[:120])
+        console.print(table)
+        state = {row.key: row.value for row in session.scalars(select(AppState))}
+        sched = state.get("scheduler")
+        if sched:
+            console.print(f"scheduler {sched.get('holder')} (seen {sched.get('at')}); next runs:")
+            for job, when in (sched.get("next_runs") or {}).items():
+                console.print(f"  {job}: {when}")
+        else:
+            console.print("scheduler: never ran against this database")
+        last_edition = session.scalar(select(func.max(Digest.edition)))
+        if last_edition:
+            counts = dict(session.execute(select(Digest.status, func.count()).where(Digest.edition == last_edition)
+                                          .group_by(Digest.status)).all())
+            console.print(f"last edition {last_edition}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            for d in session.scalars(select(Digest).where(Digest.edition == last_edition, Digest.status == "failed").limit(10)):
+                console.print(f"  failed digest {d.id}: {d.last_error}", markup=False, highlight=False)
+        if "topics_error" in state:
+            err.print(f"topics.yaml is invalid (the last valid config is in use):\n{state['topics_error'].get('error')}",
+                      markup=False, highlight=False)
+
+
+@app.command()
+def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
+            limit: int = typer.Option(30, "--limit", help="Editions to show.")) -> None:
+    """What a subscriber was sent, and when.
+
+    Example: digest history --subscriber ada@example.org
+    """
+    from sqlalchemy import select
+
+    from .db import session_scope
+    from .models import Digest, DigestItem, Paper
+    from .subscribers import get_by_email
+
+    with session_scope(_settings()) as session:
+        sub = get_by_email(session, subscriber)
+        if sub is None:
+            raise UserError(f"no subscriber {subscriber!r}")
+        console.print(f"{sub.email} ({sub.status}), topics: {', '.join(sub.topics or [])}")
+        for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
+                                 .order_by(Digest.edition.desc()).limit(limit)):
+            when = d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "-"
+            console.print(f"[bold]{d.edition}[/bold] {d.status} at {when}: {d.subject or ''}", highlight=False)
+            rows = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
+                                   .join(Paper, Paper.id == DigestItem.paper_id)
+                                   .where(DigestItem.digest_id == d.id)
+                                   .order_by(DigestItem.section, DigestItem.position)).all()
+            for section, shown, pid, title in rows:
+                console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title[:80]}",
+                              markup=False, highlight=False)
+
+
+@app.command()
+def stats(editions: int = typer.Option(7, "--editions", help="How many recent editions.")) -> None:
+    """Per edition: planned/sent/failed, papers per topic; and subscribers per topic.
+
+    Example: digest stats --editions 14
+    """
+    from collections import Counter
+
+    from sqlalchemy import func, select
+
+    from .db import session_scope
+    from .models import Digest, DigestItem, Subscriber
+
+    with session_scope(_settings()) as session:
+        eds = session.scalars(select(Digest.edition).distinct().order_by(Digest.edition.desc()).limit(editions)).all()
+        table = Table(title="editions")
+        for col in ("edition", "digests", "sent", "failed", "other", "papers per topic"):
+            table.add_column(col)
+        for ed in eds:
+            counts = dict(session.execute(select(Digest.status, func.count()).where(Digest.edition == ed)
+                                          .group_by(Digest.status)).all())
+            topics = session.execute(select(DigestItem.section, func.count(func.distinct(DigestItem.paper_id)))
+                                     .join(Digest, Digest.id == DigestItem.digest_id)
+                                     .where(Digest.edition == ed).group_by(DigestItem.section)).all()
+            total = sum(counts.values())
+            other = total - counts.get("sent", 0) - counts.get("failed", 0)
+            table.add_row(str(ed), str(total), str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(other),
+                          ", ".join(f"{t} {n}" for t, n in sorted(topics)))
+        console.print(table)
+        per_topic = Counter()
+        for (topics,) in session.execute(select(Subscriber.topics).where(Subscriber.status == "active")):
+            per_topic.update(topics or [])
+        table = Table(title="active subscribers per topic")
+        table.add_column("topic")
+        table.add_column("subscribers", justify="right")
+        for topic, n in per_topic.most_common():
+            table.add_row(topic, str(n))
+        console.print(table)
+
+
 # ------------------------------------------------------------------ entry point
 
 def main() -> None:

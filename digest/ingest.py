@@ -152,7 +152,7 @@ def _record_listings(session: Session, chunk: list[PaperRecord], source: str, no
     ids = list({r.id for r in chunk})
     have = set(session.execute(
         select(table.c.paper_id, table.c.listed_on).where(table.c.source == source, table.c.paper_id.in_(ids))
-    ).tuples())
+    ))
     rows = {}
     for rec in chunk:
         key = (rec.id, rec.listed_on or now.date())

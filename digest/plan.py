@@ -178,7 +178,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
         have = set(session.execute(
             select(Digest.subscriber_id, Digest.edition)
             .where(Digest.subscriber_id.in_(ids), Digest.edition.in_(set(editions.values())))
-        ).tuples())
+        ))
         last = _last_planned(session, ids)
         digest_rows, items_by_sub = [], {}
         for sub in batch:

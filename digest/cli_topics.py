@@ -1,0 +1,186 @@
+"""`digest topics check|list|preview` and `digest classify`."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .topics import TopicConfig, TopicConfigError, load_topics
+
+topics_app = typer.Typer(help="Check, list and preview the topics admins define in topics.yaml.", no_args_is_help=True)
+
+FILE_HELP = "Topics file (default: <config_dir>/topics.yaml from the settings)."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _topics_path(file: Optional[Path]) -> Path:
+    if file is not None:
+        return file
+    from .settings import get_settings
+
+    try:
+        return get_settings().topics_file
+    except Exception as exc:  # a broken settings file is a user mistake too
+        _fail(f"error: cannot read settings: {exc}")
+        raise  # unreachable
+
+
+def _load(file: Optional[Path]) -> TopicConfig:
+    path = _topics_path(file)
+    try:
+        return load_topics(path)
+    except TopicConfigError as exc:
+        for error in exc.errors:
+            typer.echo(str(error), err=True)
+        n = len(exc.errors)
+        _fail(f"{n} error{'s' if n != 1 else ''} in {path}")
+        raise  # unreachable
+
+
+@topics_app.command("check")
+def check(file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP)) -> None:
+    """Validate a topics file and print every problem with its file, line, topic and field.
+
+    Exit code 0 when valid ("OK: N topics"), 2 otherwise.
+
+    Example: digest topics check --file config/topics.yaml
+    """
+    config = _load(file)
+    typer.echo(f"OK: {len(config.topics)} topics")
+
+
+@topics_app.command("list")
+def list_topics(file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP)) -> None:
+    """Show the topics of a topics file as a table (id, name, keywords, categories).
+
+    Example: digest topics list --file config/topics.yaml
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    config = _load(file)
+    table = Table(title=f"{len(config.topics)} topics (version {config.version[:12]})")
+    table.add_column("id", style="bold")
+    table.add_column("name")
+    table.add_column("keywords", justify="right")
+    table.add_column("categories")
+    table.add_column("min score", justify="right")
+    for topic in config.topics:
+        table.add_row(topic.id, topic.name, str(len(topic.keywords)), ", ".join(topic.categories) or "-",
+                      f"{topic.min_score:g}")
+    Console().print(table)
+
+
+@topics_app.command("preview")
+def preview(
+    topic: str = typer.Argument(..., help="Topic id, as in topics.yaml."),
+    days: int = typer.Option(7, "--days", min=1, help="Look at papers first seen within this many days."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Show at most this many papers."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP),
+) -> None:
+    """Show which stored papers would land in a topic's section, with score and why.
+
+    The matcher runs on the stored papers directly, so an edited topics file can be previewed
+    before it is applied.
+
+    Example: digest topics preview medical-segmentation --days 3 --limit 10
+    """
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from .db import session_scope
+    from .match import Matcher
+    from .models import Paper
+
+    config = _load(file)
+    if topic not in config.by_id:
+        _fail(f"error: unknown topic '{topic}'; known: {', '.join(config.ids)}")
+    matcher = Matcher(config)
+    since = datetime.now(timezone.utc) - timedelta(days=days)
+    rows = []
+    try:
+        with session_scope() as session:
+            for paper in session.scalars(select(Paper).where(Paper.first_seen_at >= since)):
+                for a in matcher.match(paper):
+                    if a.topic_id == topic:
+                        rows.append((a.score, paper.id, paper.title, a.matched))
+    except Exception as exc:
+        _fail(f"error: cannot read the database: {exc}")
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    table = Table(title=f"{config.by_id[topic].name}: {len(rows)} papers in the last {days} days")
+    table.add_column("score", justify="right")
+    table.add_column("paper")
+    table.add_column("title")
+    table.add_column("why")
+    for score, pid, title, matched in rows[:limit]:
+        table.add_row(f"{score:.2f}", pid, title, ", ".join(matched))
+    Console().print(table)
+    if len(rows) > limit:
+        typer.echo(f"... and {len(rows) - limit} more")
+
+
+class OutputFormat(str, Enum):
+    json = "json"
+    table = "table"
+
+
+def classify(
+    topics: Optional[Path] = typer.Option(None, "--topics", "-t", help=FILE_HELP),
+    papers: Path = typer.Option(..., "--papers", "-p", help="JSON-lines file: one {id, title, abstract, authors?, categories?} per line ('-' for stdin)."),
+    format: OutputFormat = typer.Option(OutputFormat.json, "--format", help="json (one line per paper) or table."),
+) -> None:
+    """Match papers from a JSON-lines file against a topics file (no database).
+
+    Prints one JSON line per paper: {"id": ..., "topics": [{"id", "score", "matched"}]},
+    listing only the topics the paper is assigned to. Bad input lines are reported on stderr
+    with their line number and skipped; the exit code is then 1.
+
+    Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
+    """
+    from .classify import LineError, iter_papers
+    from .match import Matcher
+
+    config = _load(topics)
+    matcher = Matcher(config)
+    errors: list[LineError] = []
+    if str(papers) == "-":
+        results = [(p, matcher.match(p)) for p in iter_papers(sys.stdin, "<stdin>", errors)]
+    else:
+        try:
+            with open(papers, encoding="utf-8-sig") as fh:
+                results = [(p, matcher.match(p)) for p in iter_papers(fh, str(papers), errors)]
+        except FileNotFoundError:
+            _fail(f"error: {papers}: file not found")
+        except UnicodeDecodeError:
+            _fail(f"error: {papers}: not UTF-8 text")
+        except OSError as exc:
+            _fail(f"error: {papers}: {exc.strerror or exc}")
+    if format == OutputFormat.json:
+        for paper, assigned in results:
+            typer.echo(json.dumps({"id": paper.id, "topics": [a.as_dict() for a in assigned]}, ensure_ascii=False))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(results)} papers, {len(config.topics)} topics")
+        table.add_column("paper")
+        table.add_column("title")
+        table.add_column("topics (score: why)")
+        for paper, assigned in results:
+            cell = "\n".join(f"{a.topic_id} {a.score:.2f}: {', '.join(a.matched[:4])}" for a in assigned) or "-"
+            table.add_row(paper.id, paper.title, cell)
+        Console().print(table)
+    for error in errors:
+        typer.echo(str(error), err=True)
+    if errors:
+        _fail(f"{len(errors)} bad line{'s' if len(errors) != 1 else ''} skipped", code=1)

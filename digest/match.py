@@ -1,0 +1,735 @@
+"""Match papers to topics: a lexical matcher that reads like a person skimming a title.
+
+How a (paper, topic) pair is scored
+-----------------------------------
+Text is split into tokens (words; hyphenated compounds are split into their parts and also
+kept joined, letters and digits are split: ``ResNet50`` -> ``ResNet 50``) and every token is
+reduced to a light stem (``segmentation``, ``segmenting``, ``segmented`` -> ``segment``;
+``tumours`` -> ``tumor``). Phrases from the topic are stemmed the same way, so a phrase matches
+a run of stems at word boundaries, in any of these spellings: ``vision-language`` /
+``vision language`` / ``visionlanguage``. A keyword written mostly in capitals (``ECG``,
+``OCT``, ``WSI``, ``ViT``, ``fMRI``) is an acronym and matches only the same capitals (plural
+``ECGs`` included): never ``oct`` in "October" or an ordinary lowercase word.
+
+Evidence, each worth a weight:
+
+* a keyword in the title (strongest), in the abstract (more for repeated mentions);
+* a keyword of several words whose words all occur in one sentence, in any order (weaker);
+* salient terms taken from the topic's description and name (much weaker: they only tip a
+  paper over the threshold together with other evidence);
+* one of the topic's arXiv categories (weak; primary category more than cross-lists).
+
+Evidence adds up to ``E`` and the score is ``1 - exp(-E)`` in [0, 1); the pair is assigned
+when the score reaches the topic's ``min_score``. An ``exclude`` phrase anywhere vetoes the
+topic; a paper by one of the topic's ``authors`` is always assigned (score 1.0).
+
+Matching depends only on the paper and the config (never on the other papers of a batch nor
+on a subscriber), so it runs once per paper; see :func:`match_pending`.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Iterable, Protocol, Sequence
+
+from .topics import Topic, TopicConfig
+
+__all__ = [
+    "Assignment",
+    "MatchParams",
+    "Matcher",
+    "PaperText",
+    "match_pending",
+    "stem",
+    "tokenize",
+]
+
+# --------------------------------------------------------------------------------------------
+# Words
+# --------------------------------------------------------------------------------------------
+
+STOPWORDS = frozenset(
+    """a an the and or nor but of in on at to for from by with without within into onto over under
+    via as such like e.g eg i.e ie etc is are be been being was were it its this that these those
+    their them they we our us you your he she his her which who whom whose what when where how why
+    than then also both either neither each every all any some other others more most less least
+    many much few several various very can could may might must shall should will would do does
+    did not no non only own same so too just about across after against along among around before
+    behind below beneath beside between beyond during except inside near off out outside per since
+    through throughout toward towards upon versus vs whether while used using use""".split()
+)
+
+# Words so common in machine-learning abstracts that, alone, they say nothing about a topic.
+# General vocabulary of the field, not tuned on any labelled paper.
+GENERIC = frozenset(
+    """model models modeling modelling method methods approach approaches network networks neural deep
+    learning learn learned learns data dataset datasets image images imaging task tasks performance
+    result results system systems framework frameworks technique techniques algorithm algorithms
+    analysis study studies new novel design designs designed application applications based large
+    small general different work paper problem problems training train trained architecture
+    architectures representation representations feature features signal signals structure
+    structures information input inputs output outputs process processing level levels type types
+    form forms set sets state art existing propose proposed present presents show shows efficient
+    effective improved improve improving better high low quality accuracy accurate robust simple
+    multiple single various common specific global local visual vision language text video videos
+    object objects scene scenes generation generative generate generating evaluation benchmark
+    benchmarks experiment experiments layer layers module modules block blocks head heads token
+    tokens label labels labeled unlabeled sample samples domain domains human humans people
+    medical clinical computer computational body disease diseases recipe recipes alternative
+    alternatives what learn learns""".split()
+)
+
+_ADJECTIVE_RE = re.compile(r"(?:al|ar|ic|ive|ous|ent|ant|ful|less|ible|able)$")
+_ADJECTIVES = frozenset("sparse dense long short fast slow deep shallow wide narrow light heavy".split())
+
+_HYPHENS = "-\u2010\u2011\u2012\u2013\u2212"
+_CHUNK_RE = re.compile(r"[^\W_]+(?:[" + _HYPHENS + r"][^\W_]+)*")
+_HYPHEN_SPLIT_RE = re.compile("[" + _HYPHENS + "]")
+_ALNUM_SPLIT_RE = re.compile(r"\d+|[^\W\d_]+")
+_SENTENCE_RE = re.compile(r"(?<=[.!?;])\s+(?=[^\sa-z])")
+
+_SUFFIXES = (
+    # (suffix, replacement, shortest stem left)
+    ("izations", "iz", 3), ("isations", "iz", 3),
+    ("ization", "iz", 3), ("isation", "iz", 3),
+    ("ability", "", 4), ("ibility", "", 4),
+    ("ations", "", 4), ("ation", "", 4), ("itions", "", 4), ("ition", "", 4),
+    ("izing", "iz", 3), ("ising", "iz", 3), ("ized", "iz", 3), ("ised", "iz", 3),
+    ("izes", "iz", 3), ("ises", "iz", 3), ("ize", "iz", 3), ("ise", "iz", 3),
+    ("ement", "", 4), ("ness", "", 4),
+    ("ions", "", 4), ("ion", "", 4),
+    ("able", "", 4), ("ible", "", 4),
+    ("ings", "", 3), ("ing", "", 3), ("ity", "", 4), ("ive", "", 4),
+    ("ly", "", 4), ("ed", "", 3), ("ers", "", 4), ("er", "", 4),
+    ("yse", "yz", 3), ("yze", "yz", 3),
+)
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """A light, deterministic English stemmer (same rules for phrases and texts)."""
+    w = word.lower()
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if w.endswith("our") and len(w) > 5:  # tumour -> tumor, colour -> color
+        w = w[:-3] + "or"
+    for suffix, replacement, shortest in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= shortest:
+            w = w[: -len(suffix)] + replacement
+            break
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "s" and not w[-1] in "aeiou":
+        w = w[:-1]
+    return w
+
+
+def _is_acronym(token: str) -> bool:
+    """ECG, OCT, WSI, ViT, fMRI, MLLM: mostly capitals. Not ResNet, Mamba, U."""
+    letters = [c for c in token if c.isalpha()]
+    if len(letters) < 2:
+        return False
+    upper = sum(1 for c in letters if c.isupper())
+    return upper >= 2 and upper * 2 > len(letters)
+
+
+def _singular_acronym(token: str) -> str:
+    """ECGs -> ECG, ViTs -> ViT; leaves ordinary words alone."""
+    if len(token) > 2 and token.endswith("s") and _is_acronym(token[:-1]):
+        return token[:-1]
+    return token
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _chunks(text: str) -> list[list[str]]:
+    """Words of a text; each hyphenated compound is one list of its parts."""
+    out = []
+    for match in _CHUNK_RE.finditer(_fold(text)):
+        parts: list[str] = []
+        for piece in _HYPHEN_SPLIT_RE.split(match.group(0)):
+            parts.extend(_ALNUM_SPLIT_RE.findall(piece))
+        if parts:
+            out.append(parts)
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Original-case tokens of a text (for tests and debugging)."""
+    return [p for chunk in _chunks(text) for p in chunk]
+
+
+# --------------------------------------------------------------------------------------------
+# A paper, indexed once
+# --------------------------------------------------------------------------------------------
+
+
+class PaperLike(Protocol):
+    title: str
+    abstract: str
+
+
+@dataclass
+class PaperText:
+    """The text of a paper, enough to match it (``digest.models.Paper`` also fits)."""
+
+    id: str
+    title: str
+    abstract: str = ""
+    authors: Sequence[str] = ()
+    categories: Sequence[str] = ()  # primary first
+
+
+class _Index:
+    __slots__ = ("stems", "title_len", "sentence", "pos", "compound", "caps", "sent_sets", "n_sentences")
+
+    def __init__(self, title: str, abstract: str):
+        self.stems: list[str] = []
+        self.sentence: list[int] = []
+        self.pos: dict[str, list[int]] = {}
+        self.compound: dict[str, list[int]] = {}
+        self.caps: dict[str, list[int]] = {}
+        self.sent_sets: dict[str, set[int]] = {}
+        sentences = [title or ""] + [s for s in _SENTENCE_RE.split(abstract or "") if s.strip()]
+        self.title_len = 0
+        for sid, sentence in enumerate(sentences):
+            for parts in _chunks(sentence):
+                start = len(self.stems)
+                for part in parts:
+                    s = stem(part)
+                    p = len(self.stems)
+                    self.stems.append(s)
+                    self.sentence.append(sid)
+                    self.pos.setdefault(s, []).append(p)
+                    self.sent_sets.setdefault(s, set()).add(sid)
+                    cap = _singular_acronym(part)
+                    if _is_acronym(cap):
+                        self.caps.setdefault(cap, []).append(p)
+                if len(parts) > 1:
+                    joined = stem("".join(parts).lower())
+                    self.compound.setdefault(joined, []).append(start)
+                    self.sent_sets.setdefault(joined, set()).add(sid)
+            if sid == 0:
+                self.title_len = len(self.stems)
+        self.n_sentences = len(sentences)
+
+
+# --------------------------------------------------------------------------------------------
+# Phrases, compiled once per config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Phrase:
+    text: str
+    stems: tuple[str, ...]
+    joined: str | None  # the stem of all parts written as one word, for multi-part phrases
+    acronym: str | None  # case-sensitive form of a one-token acronym phrase
+    content: tuple[str, ...]  # content stems, for the any-order match within a sentence
+
+    @property
+    def specific(self) -> bool:
+        return self.acronym is not None or len(self.content) > 1
+
+    def triggers(self) -> list[tuple[str, str]]:
+        if self.acronym is not None:
+            return [("C", self.acronym), ("C", self.acronym.upper())]
+        keys = [("S", self.stems[0])]
+        if self.joined:
+            keys.append(("S", self.joined))
+            keys.append(("J", self.joined))
+        elif len(self.stems) == 1:
+            keys.append(("J", self.stems[0]))  # "superresolution" finds "super-resolution"
+        if len(self.content) > 1:
+            keys.append(("S", self.content[0]))
+        return keys
+
+
+def _compile_phrase(text: str) -> _Phrase | None:
+    chunks = _chunks(text)
+    parts = [p for chunk in chunks for p in chunk]
+    if not parts:
+        return None
+    if len(parts) == 1 and _is_acronym(parts[0]):
+        return _Phrase(text, (stem(parts[0]),), None, parts[0], (stem(parts[0]),))
+    stems = tuple(stem(p) for p in parts)
+    joined = stem("".join(parts).lower()) if len(parts) > 1 else None
+    content = tuple(dict.fromkeys(s for p, s in zip(parts, stems) if p.lower() not in STOPWORDS))
+    return _Phrase(text, stems, joined, None, content or stems)
+
+
+@dataclass
+class _Hits:
+    title: int = 0
+    abstract: int = 0
+    first_sentence: bool = False  # in the abstract's first sentence
+    loose_title: bool = False
+    loose_abstract: int = 0  # sentences holding every content word, without the exact phrase
+
+
+def _find(phrase: _Phrase, ix: _Index) -> _Hits | None:
+    starts: set[int] = set()
+    if phrase.acronym is not None:
+        starts.update(ix.caps.get(phrase.acronym, ()))
+        if phrase.acronym.upper() != phrase.acronym:
+            starts.update(ix.caps.get(phrase.acronym.upper(), ()))
+    else:
+        n = len(phrase.stems)
+        stems = ix.stems
+        for p in ix.pos.get(phrase.stems[0], ()):
+            if n == 1 or tuple(stems[p : p + n]) == phrase.stems:
+                starts.add(p)
+        if n == 1:
+            starts.update(ix.compound.get(phrase.stems[0], ()))
+        if phrase.joined:
+            starts.update(ix.pos.get(phrase.joined, ()))
+            starts.update(ix.compound.get(phrase.joined, ()))
+    hits = _Hits()
+    exact_sentences: set[int] = set()
+    for p in starts:
+        sid = ix.sentence[p]
+        exact_sentences.add(sid)
+        if p < ix.title_len:
+            hits.title += 1
+        else:
+            hits.abstract += 1
+            if sid == 1:
+                hits.first_sentence = True
+    if phrase.acronym is None and len(phrase.content) > 1:
+        for sid in _loose_sentences(phrase, ix) - exact_sentences:
+            if sid == 0:
+                hits.loose_title = True
+            else:
+                hits.loose_abstract += 1
+    if not (hits.title or hits.abstract or hits.loose_title or hits.loose_abstract):
+        return None
+    return hits
+
+
+def _loose_sentences(phrase: _Phrase, ix: _Index) -> set[int]:
+    """Sentences where the phrase's words occur close together in another order or form
+    ("segmentation of medical images"); one generic word may be missing
+    ("convolutional networks" for "convolutional neural network")."""
+    content = phrase.content
+    needed = [s for s in content if s not in _GENERIC_STEMS]
+    optional = [s for s in content if s in _GENERIC_STEMS]
+    if not needed:
+        return set()
+    need_all = len(content) - (1 if optional and len(content) > 2 else 0)
+    anchor = min(needed, key=lambda s: len(ix.pos.get(s, ())))
+    anchor_pos = ix.pos.get(anchor, ())
+    if not anchor_pos or any(s not in ix.pos and s not in ix.compound for s in needed):
+        return set()
+    window = len(content) + 1
+    found: set[int] = set()
+    for p in anchor_pos:
+        sid = ix.sentence[p]
+        if sid in found:
+            continue
+        lo, hi = p - window, p + window
+        count = 0
+        ok = True
+        for s in content:
+            near = any(lo <= q <= hi and ix.sentence[q] == sid for q in ix.pos.get(s, ()))
+            if near:
+                count += 1
+            elif s in needed:
+                ok = False
+                break
+        if ok and count >= need_all:
+            found.add(sid)
+    return found
+
+
+# Splitting a description into salient terms
+_DESC_SPLIT_RE = re.compile(
+    r"[,;:.()\[\]/]|(?<![\w-])(?:and|or|such as|e\.g|i\.e|including|include|like|as|used as|used|with|without|in|of|for|from|"
+    r"to|by|on|via|into|other|their|its|what|how|which|that|new|about)(?![\w-])",
+    re.IGNORECASE,
+)
+
+
+def _clean_term(segment: str) -> str | None:
+    words = segment.split()
+    while words and words[0].lower() in STOPWORDS | GENERIC and not _is_acronym(words[0]):
+        words.pop(0)
+    while words and words[-1].lower() in STOPWORDS and not _is_acronym(words[-1]):
+        words.pop()
+    if not words:
+        return None
+    tokens = tokenize(" ".join(words))
+    if not tokens or len(tokens) > 4:
+        return None
+    if all(t.lower() in GENERIC or t.lower() in STOPWORDS for t in tokens) and not any(map(_is_acronym, tokens)):
+        return None
+    if len(tokens) == 1 and len(tokens[0]) < 3 and not _is_acronym(tokens[0]):
+        return None
+    return " ".join(words)
+
+
+def _is_modifier(term: str) -> bool:
+    """A lone adjective or participle ('Sparse', 'linear', 'Decoding'): it modifies the noun
+    at the end of its list ('Sparse, linear or routing attention')."""
+    if " " in term or _is_acronym(term):
+        return False
+    low = term.lower()
+    return low in _ADJECTIVES or bool(_ADJECTIVE_RE.search(low))
+
+
+_LIST_SPLIT_RE = re.compile(r"([.;:()\\[\\]])")
+_LIST_SEP_RE = re.compile(r"[.;:()\\[\\]]")
+
+
+def _salient_terms(text: str) -> list[str]:
+    """'Segmenting organs, tumours ... in CT, MRI' -> ['Segmenting organs', 'tumours', 'CT', 'MRI'];
+    'Sparse, linear or routing attention' -> ['sparse attention', 'linear attention', 'routing attention']."""
+    out: list[str] = []
+    pieces = [p for p in _LIST_SPLIT_RE.split(text or "")]
+    items: list[str] = []
+    for piece in pieces:
+        if piece is None:
+            continue
+        if _LIST_SEP_RE.fullmatch(piece):
+            continue
+        for segment in _DESC_SPLIT_RE.split(piece):
+            term = _clean_term(segment) if segment else None
+            if term:
+                items.append(term)
+    pending: list[str] = []
+    for term in items:
+        if _is_modifier(term):
+            pending.append(term)
+            continue
+        if pending and " " in term:
+            head = term.split()[-1]
+            for mod in pending:
+                out.append(f"{mod.lower()} {head}")
+        pending = []
+        out.append(term)
+    return list(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------------------------
+# The matcher
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Weights of the evidence. Defaults were set on principles and checked on a split of a
+    labelled set (see bench/eval_topics.py); they are not per-topic."""
+
+    title: float = 1.4  # a keyword in the title
+    abstract: float = 0.3  # a keyword once in the abstract
+    abstract_repeat: float = 0.25  # each further mention (up to two more)
+    first_sentence: float = 0.15  # bonus when the abstract's first sentence has it
+    loose_title: float = 0.8  # all words of a multi-word keyword in the title, other order
+    loose_abstract: float = 0.25  # ... in one sentence of the abstract
+    single_word: float = 0.6  # factor for a one-word, non-acronym keyword (more ambiguous)
+    description: float = 0.2  # factor for a term taken from the description
+    name: float = 0.5  # factor for a term taken from the topic's name
+    phrase_cap: float = 1.6  # most one phrase can contribute
+    category_primary: float = 0.35
+    category_cross: float = 0.2
+    threshold_shift: float = 0.0  # added to every topic's min_score (for experiments)
+    relative: float = 0.45  # a topic also needs this fraction of the best topic's evidence
+    title_exempt: bool = False  # a keyword in the title lifts the relative rule (measured: no better)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    topic_id: str
+    score: float
+    matched: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.topic_id, "score": self.score, "matched": list(self.matched)}
+
+
+_GENERIC_STEMS = frozenset(stem(w) for w in GENERIC)
+
+_KEYWORD, _NAME, _DESCRIPTION, _EXCLUDE = "keyword", "name", "description", "exclude"
+
+
+@dataclass
+class _Evidence:
+    total: float = 0.0
+    why: list[tuple[float, str]] = field(default_factory=list)
+    in_title: bool = False  # a keyword (not a description term) is in the title
+    vetoed_by: str | None = None
+
+
+def _author_key(name: str) -> tuple[str, str]:
+    words = re.findall(r"[^\W\d_]+", _fold(name).lower())
+    if not words:
+        return ("", "")
+    return (words[0][0], words[-1]) if len(words) > 1 else ("", words[0])
+
+
+def _author_full(name: str) -> str:
+    return " ".join(re.findall(r"[^\W\d_]+", _fold(name).lower()))
+
+
+class Matcher:
+    """Compile a :class:`TopicConfig` once; then ``match(paper)`` for each paper."""
+
+    def __init__(self, config: TopicConfig, params: MatchParams | None = None):
+        self.config = config
+        self.params = params or MatchParams()
+        self.topics: list[Topic] = list(config.topics)
+        self._phrases: list[_Phrase] = []
+        self._phrase_ids: dict[tuple, int] = {}
+        # phrase id -> [(topic index, kind)]
+        self._uses: list[list[tuple[int, str]]] = []
+        self._trigger: dict[tuple[str, str], list[int]] = {}
+        self._categories: dict[str, list[int]] = {}
+        self._authors_full: dict[str, list[int]] = {}
+        self._authors_short: dict[tuple[str, str], list[int]] = {}
+        for ti, topic in enumerate(self.topics):
+            seen: set[tuple] = set()
+            for kw in topic.keywords:
+                self._add(kw, ti, _KEYWORD, seen)
+            if topic.use_description:
+                for term in _salient_terms(topic.name):
+                    self._add(term, ti, _NAME, seen)
+                for term in _salient_terms(topic.description):
+                    self._add(term, ti, _DESCRIPTION, seen)
+            for phrase in topic.exclude:
+                self._add(phrase, ti, _EXCLUDE, set())
+            for cat in topic.categories:
+                self._categories.setdefault(cat.lower(), []).append(ti)
+            for author in topic.authors:
+                self._authors_full.setdefault(_author_full(author), []).append(ti)
+                key = _author_key(author)
+                if key[0]:
+                    self._authors_short.setdefault(key, []).append(ti)
+
+    def _add(self, text: str, ti: int, kind: str, seen: set[tuple]) -> None:
+        phrase = _compile_phrase(text)
+        if phrase is None:
+            return
+        key = (phrase.stems, phrase.acronym)
+        if kind != _EXCLUDE:
+            if key in seen:  # a description term that repeats a keyword adds nothing
+                return
+            seen.add(key)
+        pid = self._phrase_ids.get(key)
+        if pid is None:
+            pid = self._phrase_ids[key] = len(self._phrases)
+            self._phrases.append(phrase)
+            self._uses.append([])
+            for trig in dict.fromkeys(phrase.triggers()):
+                self._trigger.setdefault(trig, []).append(pid)
+        self._uses[pid].append((ti, kind))
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _weight(self, phrase: _Phrase, hits: _Hits, kind: str) -> float:
+        p = self.params
+        w = 0.0
+        if hits.title:
+            w += p.title
+        elif hits.loose_title:
+            w += p.loose_title
+        if hits.abstract:
+            w += p.abstract + p.abstract_repeat * min(hits.abstract - 1, 2)
+            if hits.first_sentence:
+                w += p.first_sentence
+        if hits.loose_abstract:
+            w += p.loose_abstract * min(hits.loose_abstract, 2)
+        w = min(w, p.phrase_cap)
+        if not phrase.specific:
+            w *= p.single_word
+        if kind == _DESCRIPTION:
+            w *= p.description
+        elif kind == _NAME:
+            w *= p.name
+        return w
+
+    def evidence(self, paper: Any) -> dict[int, _Evidence]:
+        """Topic index -> the evidence found for it (for debugging and tuning)."""
+        title = getattr(paper, "title", "") or ""
+        abstract = getattr(paper, "abstract", "") or ""
+        ix = _Index(title, abstract)
+        candidates: set[int] = set()
+        for s in ix.pos:
+            candidates.update(self._trigger.get(("S", s), ()))
+        for s in ix.compound:
+            candidates.update(self._trigger.get(("J", s), ()))
+        for s in ix.caps:
+            candidates.update(self._trigger.get(("C", s), ()))
+        out: dict[int, _Evidence] = {}
+        for pid in sorted(candidates):
+            phrase = self._phrases[pid]
+            hits = _find(phrase, ix)
+            if hits is None:
+                continue
+            for ti, kind in self._uses[pid]:
+                ev = out.get(ti) or out.setdefault(ti, _Evidence())
+                if kind == _EXCLUDE:
+                    if hits.title or hits.abstract:
+                        ev.vetoed_by = ev.vetoed_by or phrase.text
+                    continue
+                w = self._weight(phrase, hits, kind)
+                if w > 0:
+                    ev.total += w
+                    ev.why.append((w, phrase.text))
+                    if kind == _KEYWORD and hits.title:
+                        ev.in_title = True
+        categories = list(dict.fromkeys(str(c) for c in (getattr(paper, "categories", None) or [])))
+        for i, cat in enumerate(categories):
+            for ti in self._categories.get(cat.lower(), ()):
+                ev = out.get(ti) or out.setdefault(ti, _Evidence())
+                w = self.params.category_primary if i == 0 else self.params.category_cross
+                ev.total += w
+                ev.why.append((w, f"category:{cat}"))
+        return out
+
+    def _author_topics(self, paper: Any) -> dict[int, str]:
+        found: dict[int, str] = {}
+        if not (self._authors_full or self._authors_short):
+            return found
+        for author in getattr(paper, "authors", None) or []:
+            if isinstance(author, dict):
+                author = author.get("name", "")
+            author = str(author)
+            for ti in self._authors_full.get(_author_full(author), ()):
+                found.setdefault(ti, author)
+            for ti in self._authors_short.get(_author_key(author), ()):
+                found.setdefault(ti, author)
+        return found
+
+    def _scored(self, paper: Any) -> list[tuple[Assignment, bool]]:
+        """(assignment, assigned?) for every topic with evidence and no veto, best first."""
+        authors = self._author_topics(paper)
+        evidence = self.evidence(paper)
+        rows: list[tuple[Assignment, float, bool]] = []
+        for ti in set(evidence) | set(authors):
+            ev = evidence.get(ti) or _Evidence()
+            if ev.vetoed_by and ti not in authors:
+                continue
+            matched = [label for _, label in sorted(ev.why, key=lambda x: -x[0])]
+            if ti in authors:
+                score, total = 1.0, math.inf
+                matched.insert(0, f"author:{authors[ti]}")
+            else:
+                score, total = round(1.0 - math.exp(-ev.total), 3), ev.total
+            rows.append((Assignment(self.topics[ti].id, score, matched), total, ev.in_title))
+        best = max((total for _, total, _ in rows if total != math.inf), default=0.0)
+        floor = self.params.relative * best
+        shift = self.params.threshold_shift
+        out = []
+        for a, total, in_title in rows:
+            topic = self.config.by_id[a.topic_id]
+            assigned = total == math.inf or (
+                a.score > 0 and a.score >= topic.min_score + shift and (total >= floor or (in_title and self.params.title_exempt))
+            )
+            out.append((a, assigned))
+        order = {t.id: i for i, t in enumerate(self.topics)}
+        out.sort(key=lambda x: (-x[0].score, order[x[0].topic_id]))
+        return out
+
+    def score_all(self, paper: Any) -> list[Assignment]:
+        """Every topic with any evidence, assigned or not, best first (vetoed ones left out)."""
+        return [a for a, _ in self._scored(paper)]
+
+    def match(self, paper: Any) -> list[Assignment]:
+        """The topics a paper is assigned to, best first.
+
+        Assigned: a listed author, or score >= the topic's ``min_score`` and at least
+        ``params.relative`` of the best topic's evidence (a passing mention of a second topic
+        does not make the paper part of it)."""
+        return [a for a, assigned in self._scored(paper) if assigned]
+
+
+# --------------------------------------------------------------------------------------------
+# Stored papers
+# --------------------------------------------------------------------------------------------
+
+
+def match_pending(
+    session,
+    config: TopicConfig,
+    matcher: Matcher | None = None,
+    *,
+    lookback_days: int | None = None,
+    all_papers: bool = False,
+    batch_size: int = 500,
+    now: datetime | None = None,
+) -> int:
+    """Match every stored paper whose ``matched_version`` is not ``config.version``.
+
+    Only papers first seen within ``2 * lookback_days`` days (default: the settings' value)
+    are considered, since older papers never appear in an edition; ``all_papers=True`` matches
+    every stored paper. For each paper its old :class:`TopicMatch` rows are replaced by the new
+    ones and ``matched_version`` is set, in bulk per batch. Returns the number of papers matched.
+    Idempotent: a second call with the same config does nothing.
+    """
+    from sqlalchemy import delete, insert, or_, select, update
+
+    from .models import Paper, TopicMatch, utcnow
+
+    matcher = matcher or Matcher(config)
+    version = config.version
+    query = select(Paper).where(or_(Paper.matched_version.is_(None), Paper.matched_version != version))
+    if not all_papers:
+        if lookback_days is None:
+            from .settings import get_settings
+
+            lookback_days = get_settings().lookback_days
+        since = (now or datetime.now(timezone.utc)) - timedelta(days=2 * lookback_days)
+        query = query.where(Paper.first_seen_at >= since)
+    query = query.order_by(Paper.id)
+    done = 0
+    while True:
+        papers = session.scalars(query.limit(batch_size)).all()
+        if not papers:
+            break
+        ids = [p.id for p in papers]
+        stamp = now or utcnow()
+        rows = []
+        for paper in papers:
+            for a in matcher.match(paper):
+                rows.append({"paper_id": paper.id, "topic_id": a.topic_id, "score": a.score,
+                             "matched": a.matched, "matched_at": stamp})
+        session.execute(delete(TopicMatch).where(TopicMatch.paper_id.in_(ids)))
+        if rows:
+            session.execute(insert(TopicMatch), rows)
+        session.execute(
+            update(Paper).where(Paper.id.in_(ids)).values(matched_version=version).execution_options(synchronize_session=False)
+        )
+        session.flush()
+        for paper in papers:
+            session.expire(paper, ["matched_version"])
+        done += len(ids)
+        if len(ids) < batch_size:
+            break
+    return done
+
+
+def paper_text(paper: Any) -> PaperText:
+    """A :class:`PaperText` from a stored paper or a dict."""
+    get = paper.get if isinstance(paper, dict) else lambda k, d=None: getattr(paper, k, d)
+    return PaperText(
+        id=str(get("id", "")),
+        title=get("title", "") or "",
+        abstract=get("abstract", "") or "",
+        authors=list(get("authors", None) or []),
+        categories=list(get("categories", None) or []),
+    )
+
+
+def match_many(matcher: Matcher, papers: Iterable[Any]) -> list[tuple[Any, list[Assignment]]]:
+    return [(p, matcher.match(p)) for p in papers]

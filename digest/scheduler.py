@@ -1,0 +1,235 @@
+"""`digest run`: the long-running scheduler (APScheduler 3.x).
+
+Jobs (explicit ids, replace_existing, coalescing, deliberate misfire grace):
+  ingest     cron (UTC, settings.ingest_cron): fetch sources, match new papers
+  send-tick  every minute: plan and send the editions that are due in each subscriber's
+             local time (default 08:00); catches up after downtime, never sends stale editions
+  heartbeat  every 20 s: renews the database lock that keeps other schedulers out
+
+The send decision is computed from the clock and the ledger, not from APScheduler's memory,
+so a scheduler that was down for an hour still sends today's edition when it comes back,
+and one down for days does not send old ones (settings.max_edition_age_hours).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select, update
+
+from . import locks
+from .db import session_factory, session_scope
+from .models import AppState, Digest, Subscriber
+from .pipeline import _put_state, current_topics, plan_options, run_ingest, run_match
+from .plan import plan_edition
+from .send import send_pending, worker_id
+from .settings import Settings
+
+log = logging.getLogger("digest.scheduler")
+LOCK_NAME = "scheduler"
+LOCK_TTL = 60.0
+
+
+class SchedulerBusy(Exception):
+    pass
+
+
+def parse_hhmm(value: str) -> dtime:
+    hours, _, minutes = value.partition(":")
+    return dtime(int(hours), int(minutes or 0))
+
+
+def send_instant(edition: date, send_time: str, tz: str) -> datetime:
+    """The UTC instant of a local send time on a local date (DST-aware; a skipped hour moves on)."""
+    zone = ZoneInfo(tz)
+    local = datetime.combine(edition, parse_hhmm(send_time)).replace(tzinfo=zone)
+    # round-trip through UTC normalises times that do not exist (spring-forward gap)
+    return local.astimezone(timezone.utc)
+
+
+@dataclass
+class DueGroup:
+    timezone: str
+    send_time: str
+    edition: date
+    subscriber_ids: list[int]
+
+
+def due_groups(session, settings: Settings, now: datetime) -> list[DueGroup]:
+    """Subscriber groups (timezone, send time) whose edition for their local today is due now."""
+    max_age = timedelta(hours=settings.max_edition_age_hours)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for sid, tz, send_time in session.execute(
+        select(Subscriber.id, Subscriber.timezone, Subscriber.send_time).where(Subscriber.status == "active")
+    ):
+        groups.setdefault((tz or "UTC", send_time or settings.send_time), []).append(sid)
+    due = []
+    for (tz, send_time), ids in groups.items():
+        try:
+            local_today = now.astimezone(ZoneInfo(tz)).date()
+        except Exception:
+            tz, local_today = "UTC", now.date()
+        at = send_instant(local_today, send_time, tz)
+        if at <= now <= at + max_age:
+            due.append(DueGroup(tz, send_time, local_today, ids))
+    return due
+
+
+def expire_stale(session, settings: Settings, now: datetime) -> int:
+    """Planned digests older than the maximum age are never sent late; mark them expired."""
+    cutoff = now - timedelta(hours=settings.max_edition_age_hours) - timedelta(days=1)
+    result = session.execute(
+        update(Digest).where(Digest.status.in_(("planned", "deferred")), Digest.planned_at < cutoff)
+        .values(status="expired", last_error="not sent before the maximum edition age"))
+    session.commit()
+    return result.rowcount or 0
+
+
+class DigestScheduler:
+    def __init__(self, settings: Settings, *, clock=None, backend=None):
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.holder = worker_id()
+        self.stop = threading.Event()
+        self.backend = backend
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={"max_instances": 1})
+        self._work = threading.Lock()  # ingest and send never overlap
+
+    # ---- lock
+    def acquire_lock(self, wait: bool = False, poll: float = 5.0) -> None:
+        make = session_factory(self.settings)
+        while True:
+            with make() as session:
+                if locks.acquire(session, LOCK_NAME, self.holder, LOCK_TTL):
+                    return
+                held = locks.holder_of(session, LOCK_NAME)
+            if not wait or self.stop.is_set():
+                until = held.expires_at.isoformat(timespec="seconds") if held else "?"
+                raise SchedulerBusy(
+                    f"another scheduler ({held.holder if held else '?'}) is running against this database "
+                    f"(its lock expires at {until} unless renewed); use --wait to take over when it stops")
+            time.sleep(poll)
+
+    def heartbeat(self) -> None:
+        with session_factory(self.settings)() as session:
+            if not locks.acquire(session, LOCK_NAME, self.holder, LOCK_TTL):
+                log.error("lost the scheduler lock; stopping")
+                self.stop.set()
+
+    # ---- jobs
+    def ingest_job(self) -> None:
+        with self._work:
+            config, error = current_topics(self.settings)
+            reports = run_ingest(self.settings)
+            matched = run_match(self.settings, config)
+            for r in reports:
+                log.info("event=ingest source=%s status=%s new=%d updated=%d unchanged=%d skipped=%d",
+                         r.source, r.status, r.new, r.updated, r.unchanged, sum(r.skipped.values()))
+            log.info("event=match papers=%d", matched)
+
+    def send_tick(self) -> dict:
+        """Plan and send whatever is due now. Returns counts (for status and tests)."""
+        from .deliver import open_backend
+        from .render import Renderer
+
+        now = self.clock()
+        totals = {"planned": 0, "sent": 0, "failed": 0, "deferred": 0, "expired": 0, "groups": 0}
+        with self._work:
+            config, error = current_topics(self.settings)
+            if error:
+                log.error("event=topics-invalid using=last-valid error=%s", error.replace("\n", " | "))
+            run_match(self.settings, config)
+            make = session_factory(self.settings)
+            with make() as session:
+                totals["expired"] = expire_stale(session, self.settings, now)
+                groups = due_groups(session, self.settings, now)
+            editions = set()
+            for group in groups:
+                with make() as session:
+                    plan = plan_edition(session, config.ids, plan_options(self.settings), edition=group.edition,
+                                        now=now, subscriber_ids=group.subscriber_ids)
+                totals["planned"] += plan.planned
+                totals["groups"] += 1
+                editions.add(group.edition)
+            if not editions and not self._pending(make):
+                return totals
+            names = {t.id: t.name for t in config.topics}
+            renderer = Renderer(self.settings)
+            backend = self.backend
+            if backend is None:
+                with open_backend(self.settings) as backend:
+                    report = send_pending(self.settings, make, backend, renderer, names, stop=self.stop)
+            else:
+                report = send_pending(self.settings, make, backend, renderer, names, stop=self.stop)
+            totals.update(sent=report.sent, failed=report.failed, deferred=report.deferred)
+            if any(totals[k] for k in ("planned", "sent", "failed", "deferred", "expired")):
+                log.info("event=send %s", " ".join(f"{k}={v}" for k, v in totals.items()))
+                with session_scope(self.settings) as session:
+                    _put_state(session, "last_send", {**totals, "at": now.isoformat(),
+                                                      "errors": report.errors[:20]})
+        return totals
+
+    def _pending(self, make) -> bool:
+        with make() as session:
+            return session.scalar(select(Digest.id).where(Digest.status.in_(("planned", "deferred"))).limit(1)) is not None
+
+    def _safe(self, fn):
+        def run():
+            if self.stop.is_set():
+                return
+            try:
+                fn()
+            except Exception:  # a failing job is logged; the scheduler keeps running
+                log.exception("event=job-failed job=%s", fn.__name__)
+        run.__name__ = fn.__name__
+        return run
+
+    def add_jobs(self) -> None:
+        s = self.settings
+        self.scheduler.add_job(self._safe(self.ingest_job), CronTrigger.from_crontab(s.ingest_cron, timezone=timezone.utc),
+                               id="ingest", name="ingest sources", replace_existing=True,
+                               misfire_grace_time=3 * 3600, coalesce=True)
+        self.scheduler.add_job(self._safe(self.send_tick), IntervalTrigger(minutes=1), id="send-tick",
+                               name="send due editions", replace_existing=True, misfire_grace_time=50,
+                               coalesce=True, next_run_time=datetime.now(timezone.utc))
+        self.scheduler.add_job(self._safe(self.heartbeat), IntervalTrigger(seconds=20), id="heartbeat",
+                               name="renew scheduler lock", replace_existing=True, misfire_grace_time=10, coalesce=True)
+        self.scheduler.add_job(self._safe(self.record_status), IntervalTrigger(minutes=1), id="status",
+                               name="record status", replace_existing=True, misfire_grace_time=50, coalesce=True,
+                               next_run_time=datetime.now(timezone.utc))
+
+    def record_status(self) -> None:
+        jobs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None for job in self.scheduler.get_jobs()}
+        with session_scope(self.settings) as session:
+            _put_state(session, "scheduler", {"holder": self.holder, "next_runs": jobs,
+                                              "at": datetime.now(timezone.utc).isoformat()})
+
+    def run_forever(self, wait_for_lock: bool = False) -> None:
+        self.acquire_lock(wait=wait_for_lock)
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
+        log.info("event=scheduler-start holder=%s", self.holder)
+        try:
+            self.add_jobs()
+            self.scheduler.start()
+            while not self.stop.wait(1.0):
+                pass
+        finally:
+            log.info("event=scheduler-stopping")
+            # the send loop checks `stop` between messages: the one in flight finishes
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=True)
+            with session_factory(self.settings)() as session:
+                locks.release(session, LOCK_NAME, self.holder)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.info("event=scheduler-stopped")

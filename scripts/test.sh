@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs (virtualenv, package, Chromium) and run it.
+# Usage: ./scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# Browser tests use Debian's Chromium (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+  echo "installing chromium (apt-get)…"
+  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null \
+    || echo "warning: could not install chromium; browser tests will be skipped" >&2
+fi
+
+exec .venv/bin/python -m pytest "$@"
