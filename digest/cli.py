@@ -68,6 +68,21 @@ def db_upgrade() -> None:
     console.print(f"database at revision {current_revision(s.database_url)}")
 
 
+@db_app.command("compact")
+def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", help="Keep this many days of per-paper send records (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
+    """Delete per-paper send records older than the history window; old papers still never come back.
+
+    Example: digest db compact --keep-days 14
+    """
+    from .db import session_scope
+    from .ledger import compact_ledger
+
+    s = _settings()
+    with session_scope(s) as session:
+        n = compact_ledger(session, keep_days=keep_days or s.ledger_keep_days, lookback_days=s.lookback_days)
+    console.print(f"deleted {n} per-paper send records")
+
+
 # ------------------------------------------------------------------ ingest
 
 @app.command()

@@ -134,6 +134,12 @@ class DigestScheduler:
                 log.info("event=ingest source=%s status=%s new=%d updated=%d unchanged=%d skipped=%d",
                          r.source, r.status, r.new, r.updated, r.unchanged, sum(r.skipped.values()))
             log.info("event=match papers=%d", matched)
+            from .ledger import compact_ledger
+
+            with session_factory(self.settings)() as session:
+                removed = compact_ledger(session, keep_days=self.settings.ledger_keep_days,
+                                         lookback_days=self.settings.lookback_days)
+            log.info("event=compact removed=%d", removed)
 
     def send_tick(self) -> dict:
         """Plan and send whatever is due now. Returns counts (for status and tests)."""

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     list_id: str = Field("paper-digest.localhost", description="List-Id identifier")
 
     lookback_days: int = Field(7, ge=1, description="How far back a first (or late) edition looks for papers")
+    ledger_keep_days: int = Field(30, ge=1, description="Days of per-paper send records kept (never less than the look-back window)")
     section_cap: int = Field(10, ge=1, description="Papers shown per section in a daily edition")
     weekly_section_cap: int = Field(5, ge=1, description="Papers shown per section in a weekly edition")
     trending_count: int = Field(5, ge=0, description="Papers in the optional Trending section")

@@ -171,3 +171,22 @@ def test_dry_run_writes_nothing_and_groups_share_work(settings):
         report = plan_edition(s, TOPICS, PlanOptions(), edition=date(2026, 11, 18), now=DAY1, dry_run=True)
         assert report.planned == 20 and report.groups == 2 and len(report.dry) == 20
         assert s.scalar(select(func.count()).select_from(Digest)) == 0
+
+
+def test_compaction_never_lets_an_old_paper_come_back(settings):
+    from digest.ledger import compact_ledger
+
+    make = session_factory(settings)
+    with make() as s:
+        sub = add_subscriber(s, "a@example.org", ["medical-segmentation"])
+        add_paper(s, "2611.01100", seen=DAY1 - timedelta(hours=1), matches={"medical-segmentation": 0.9})
+        s.commit()
+        plan_edition(s, TOPICS, PlanOptions(), edition=date(2026, 11, 18), now=DAY1)
+        _mark_sent(s, date(2026, 11, 18))
+        later = DAY1 + timedelta(days=9)
+        assert compact_ledger(s, keep_days=1, lookback_days=7, now=later) == 1
+        assert s.scalar(select(func.count()).select_from(DigestItem)) == 0
+        # even with its send record gone and the subscriber's last digest long ago, it stays out
+        report = plan_edition(s, TOPICS, PlanOptions(lookback_days=7), edition=date(2026, 11, 27), now=later)
+        assert report.planned == 0
+        assert _items(s, sub.id, date(2026, 11, 18)) == []
