@@ -134,10 +134,18 @@ class OutputFormat(str, Enum):
     table = "table"
 
 
+class MatcherKind(str, Enum):
+    lexical = "lexical"
+    semantic = "semantic"
+
+
 def classify(
     topics: Optional[Path] = typer.Option(None, "--topics", "-t", help=FILE_HELP),
     papers: Path = typer.Option(..., "--papers", "-p", help="JSON-lines file: one {id, title, abstract, authors?, categories?} per line ('-' for stdin)."),
     format: OutputFormat = typer.Option(OutputFormat.json, "--format", help="json (one line per paper) or table."),
+    matcher_kind: MatcherKind = typer.Option(
+        MatcherKind.lexical, "--matcher",
+        help="lexical (words) or semantic (words + sentence embeddings; needs the 'semantic' extra)."),
 ) -> None:
     """Match papers from a JSON-lines file against a topics file (no database).
 
@@ -148,17 +156,25 @@ def classify(
     Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
     """
     from .classify import LineError, iter_papers
-    from .match import Matcher
+    from .match import make_matcher
 
     config = _load(topics)
-    matcher = Matcher(config)
+    try:
+        matcher = make_matcher(config, matcher_kind.value)
+    except Exception as exc:  # the optional semantic packages are missing or broken
+        _fail(f"error: {exc}")
+
+    def run(items):
+        items = list(items)
+        return list(zip(items, matcher.match_many(items)))
+
     errors: list[LineError] = []
     if str(papers) == "-":
-        results = [(p, matcher.match(p)) for p in iter_papers(sys.stdin, "<stdin>", errors)]
+        results = run(iter_papers(sys.stdin, "<stdin>", errors))
     else:
         try:
             with open(papers, encoding="utf-8-sig") as fh:
-                results = [(p, matcher.match(p)) for p in iter_papers(fh, str(papers), errors)]
+                results = run(iter_papers(fh, str(papers), errors))
         except FileNotFoundError:
             _fail(f"error: {papers}: file not found")
         except UnicodeDecodeError:

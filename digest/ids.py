@@ -15,7 +15,9 @@ _OLD_RE = re.compile(
     r"(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.[A-Z]{2})?/(?P<num>\d{7})(?:v(?P<version>\d{1,4}))?"
 )
 _PREFIX_RE = re.compile(
-    r"(?:arxiv\.org/(?:abs|pdf|html|format)/|oai:arxiv\.org:|arxiv:|^)\s*", re.IGNORECASE
+    # the host must be arxiv.org itself (or a subdomain such as export.), not notarxiv.org
+    r"(?:(?:^|(?<=://)|(?<=://www\.)|(?<=://export\.))arxiv\.org/(?:abs|pdf|html|format)/|oai:arxiv\.org:|arxiv:|^)\s*",
+    re.IGNORECASE
 )
 _ENDS = "/?#& \t\n\"'<>)]"
 

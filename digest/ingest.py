@@ -211,7 +211,8 @@ def ingest_source(settings: Settings, spec: SourceSpec, *, now: datetime | None 
     except Exception as exc:  # a bug or a database problem: still one clear line, and the next source runs
         log.exception("ingest of %s failed", spec.name)
         report.status = "failed"
-        report.errors.append(f"{spec.name}: unexpected {type(exc).__name__}: {exc}")
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300] if str(exc) else ""
+        report.errors.append(f"{spec.name}: database or internal error ({type(exc).__name__}: {detail}); nothing from this source was stored")
     _save_run(settings, report, started)
     for line in report.warnings:
         log.warning(line)

@@ -43,6 +43,7 @@ __all__ = [
     "MatchParams",
     "Matcher",
     "PaperText",
+    "make_matcher",
     "match_pending",
     "stem",
     "tokenize",
@@ -652,6 +653,22 @@ class Matcher:
         ``params.relative`` of the best topic's evidence (a passing mention of a second topic
         does not make the paper part of it)."""
         return [a for a, assigned in self._scored(paper) if assigned]
+
+    def match_many(self, papers: Iterable[Any]) -> list[list[Assignment]]:
+        """``match`` for each paper (the semantic matcher batches here; same interface)."""
+        return [self.match(p) for p in papers]
+
+
+def make_matcher(config: TopicConfig, kind: str = "lexical"):
+    """A matcher by name: ``lexical`` (this module), ``semantic`` (lexical + sentence
+    embeddings, see :mod:`digest.semantic`) or ``semantic-only``. The semantic kinds need the
+    optional ``semantic`` packages and raise ``digest.semantic.SemanticUnavailable`` (a
+    one-line message with the pip command) without them."""
+    if (kind or "lexical").strip().lower() == "lexical":
+        return Matcher(config)
+    from .semantic import make_matcher as _make
+
+    return _make(config, kind)
 
 
 # --------------------------------------------------------------------------------------------

@@ -69,9 +69,10 @@ def detect_kind(body: bytes, content_type: str | None = None) -> str:
         return "hf-daily"
     if "xml" in ct or "rss" in ct or "atom" in ct:
         return "arxiv"
-    head = body.lstrip()[:1]
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = body.lstrip()[3:4]
+    stripped = body.lstrip()
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:].lstrip()
+    head = stripped[:1]
     return "hf-daily" if head in (b"[", b"{") else "arxiv"
 
 
@@ -93,7 +94,12 @@ def _http_url(value: str | None) -> str | None:
 
 def parse_arxiv(body: bytes, source: str = "feed") -> ParseResult:
     result = ParseResult(kind="arxiv")
-    feed = feedparser.parse(body, sanitize_html=True, resolve_relative_uris=False)
+    if not body.strip():
+        result.fatal = f"{source}: empty response (no feed at all)"
+        return result
+    # No sanitising here: every field becomes plain text (clean_text) and is escaped when
+    # rendered; feedparser's sanitiser would eat mathematics such as "k<n and m>p".
+    feed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     if feed.get("bozo"):
         exc = feed.get("bozo_exception")
         result.warnings.append(f"{source}: feed is not well-formed ({type(exc).__name__}: {exc}); kept the entries that parsed")
@@ -143,6 +149,8 @@ def _arxiv_entry(entry, feed_date: datetime | None) -> PaperRecord | str:
     else:
         ident = found.id
     announce = (entry.get("arxiv_announce_type") or (desc.group("type") if desc else "") or "").strip().lower()
+    if not announce and not summary.strip():
+        return "incomplete entry"  # e.g. cut off by a truncated document: do not store half a paper
     if announce and announce not in ANNOUNCE_TYPES:
         announce = "new" if announce.startswith("new") else announce[:16]
     tags = [t.get("term", "").strip() for t in entry.get("tags", []) if t.get("term")]
@@ -216,7 +224,7 @@ def _hf_item(item) -> PaperRecord | str:
         return "withdrawn"
     raw_id = str(paper.get("id") or "").strip()
     found = parse_arxiv_id(raw_id)
-    title = clean_text(collapse(str(paper.get("title") or item.get("title") or "")), max_len=MAX_TITLE)
+    title = clean_text(str(paper.get("title") or item.get("title") or ""), max_len=MAX_TITLE)
     if not raw_id:
         return "missing id"
     if not title:
@@ -247,7 +255,8 @@ def _hf_item(item) -> PaperRecord | str:
         hf_url=f"https://huggingface.co/papers/{slug}" if re.fullmatch(r"[\w./-]{1,100}", slug) else None,
         code_url=_http_url(paper.get("githubRepo")),
         project_url=_http_url(paper.get("projectPage")),
-        hf_upvotes=int(upvotes) if isinstance(upvotes, (int, float)) and not isinstance(upvotes, bool) else None,
+        hf_upvotes=int(upvotes) if isinstance(upvotes, (int, float)) and not isinstance(upvotes, bool)
+        and 0 <= upvotes < 2**31 else None,
         ai_keywords=keywords,
     )
 

@@ -25,6 +25,7 @@ from email.utils import parseaddr
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from digest.edition import DigestContent, PaperItem
 from digest import tokens
@@ -96,7 +97,7 @@ def safe_url(value) -> str | None:
     if not value or not isinstance(value, str):
         return None
     u = value.strip()
-    if len(u) > URL_MAX or not u.isascii():
+    if len(value) > URL_MAX + 64 or len(u) > URL_MAX or not u.isascii():
         return None
     return u if _URL_OK.fullmatch(u) else None
 
@@ -134,16 +135,29 @@ class PaperView:
     code_url: str | None
     why: str
     abstract_src: str          # cleaned, up to the longest abstract level (+1 to know it was cut)
-    abstract: str = ""
+    abstract: str = ""         # set per shrink level just before the paper macro runs
+
+
+class _Paper:
+    """One cached paper: its view and its rendered fragments per abstract level."""
+    __slots__ = ("view", "html", "extra", "text")
+
+    def __init__(self, view: PaperView):
+        self.view = view
+        self.html: list = [None] * len(ABSTRACT_LEVELS)
+        self.extra: list = [0] * len(ABSTRACT_LEVELS)   # UTF-8 bytes beyond len(html)
+        self.text: list = [None] * len(ABSTRACT_LEVELS)
 
 
 @dataclass(slots=True)
 class SectionView:
     name: str
-    all_papers: list[PaperView]
+    all_papers: list[_Paper]
     extra: int                 # Section.more
-    papers: list[PaperView] = field(default_factory=list)
+    papers: list[_Paper] = field(default_factory=list)
     more: int = 0
+    papers_html: Markup = Markup("")                       # the shown papers, rendered
+    papers_text: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -152,6 +166,7 @@ class SectionView:
 
 @dataclass(slots=True)
 class DigestView:
+    title: str
     subject: str
     preheader: str
     sender: str
@@ -168,47 +183,108 @@ class DigestView:
     sections: list[SectionView] = field(default_factory=list)
     hidden_sections: int = 0
     hidden_papers: int = 0
+    papers_chars: int = 0      # characters / extra UTF-8 bytes of the rendered papers (HTML)
+    papers_extra: int = 0
 
 
-def _paper_view(p: PaperItem) -> PaperView:
-    authors_in = p.authors or []
-    if isinstance(authors_in, str):
-        authors_in = [authors_in]
-    names = [n for n in (clean_text(a, AUTHOR_MAX) for a in authors_in[:3]) if n]
+def _cut(value, limit: int) -> str:
+    """The part of a text field that clean_text(value, limit) looks at (a short str is
+    returned as is: slicing a whole str gives the same object, no copy)."""
+    if type(value) is str:
+        return value[: limit * 2 + 64]
+    return "" if value is None else str(value)[: limit * 2 + 64]
+
+
+def _url_part(value):
+    return value if type(value) is str and len(value) <= URL_MAX + 64 else None
+
+
+_TITLE_CUT = TITLE_MAX * 2 + 64
+_ABSTRACT_CUT = (ABSTRACT_LEVELS[0] + 1) * 2 + 64
+_AUTHOR_CUT = AUTHOR_MAX * 2 + 64
+_URL_CUT = URL_MAX + 64
+
+
+def _paper_key(p: PaperItem) -> tuple:
+    """Everything of ``p`` that shows in the email, bounded in size. The view is computed
+    from this key alone, so equal keys always give equal output (safe to cache)."""
+    title, abstract, authors, matched = p.title, p.abstract, p.authors, p.matched
+    url, pdf, hf, code, up = p.url, p.pdf_url, p.hf_url, p.code_url, p.hf_upvotes
+    if type(authors) is list and len(authors) <= 3 and all(
+            type(a) is str and len(a) <= _AUTHOR_CUT for a in authors):
+        authors_key = tuple(authors)
+        et_al = False
+    else:
+        if isinstance(authors, str):
+            authors = [authors]
+        elif not isinstance(authors, (list, tuple)):
+            authors = []
+        authors_key = tuple([_cut(a, AUTHOR_MAX) for a in authors[:3]])
+        et_al = len(authors) > 3
+    published = p.published
+    return (
+        title[:_TITLE_CUT] if type(title) is str else _cut(title, TITLE_MAX),
+        url if type(url) is str and len(url) <= _URL_CUT else None,
+        authors_key,
+        et_al,
+        abstract[:_ABSTRACT_CUT] if type(abstract) is str else _cut(abstract, ABSTRACT_LEVELS[0] + 1),
+        _cut(p.primary_category, CATEGORY_MAX),
+        published if isinstance(published, date) else None,
+        up if type(up) is int and up >= 0 else None,
+        pdf if type(pdf) is str and len(pdf) <= _URL_CUT else None,
+        hf if type(hf) is str and len(hf) <= _URL_CUT else None,
+        code if type(code) is str and len(code) <= _URL_CUT else None,
+        tuple([_cut(m, PHRASE_MAX) for m in matched[: PHRASES_MAX * 2]])
+        if isinstance(matched, (list, tuple)) else (),
+    )
+
+
+def _view_from_key(key: tuple) -> PaperView:
+    (title, url, authors_in, et_al, abstract, category, published, upvotes,
+     pdf_url, hf_url, code_url, matched) = key
+    names = [n for n in (clean_text(a, AUTHOR_MAX) for a in authors_in) if n]
     authors = ", ".join(names)
-    if len(authors_in) > 3 and names:
+    if et_al and names:
         authors += " et al."
     phrases: list[str] = []
-    for m in (p.matched or [])[: PHRASES_MAX * 2]:
+    for m in matched:
         c = clean_text(m, PHRASE_MAX)
         if c and c not in phrases:
             phrases.append(c)
             if len(phrases) == PHRASES_MAX:
                 break
-    upvotes = p.hf_upvotes if isinstance(p.hf_upvotes, int) and not isinstance(p.hf_upvotes, bool) \
-        and p.hf_upvotes >= 0 else None
     return PaperView(
-        title=clean_text(p.title, TITLE_MAX) or "(untitled)",
-        url=safe_url(p.url),
+        title=clean_text(title, TITLE_MAX) or "(untitled)",
+        url=safe_url(url),
         authors=authors,
-        category=clean_text(p.primary_category, CATEGORY_MAX),
-        date=format_date(p.published),
+        category=clean_text(category, CATEGORY_MAX),
+        date=format_date(published),
         upvotes=upvotes,
-        pdf_url=safe_url(p.pdf_url),
-        hf_url=safe_url(p.hf_url),
-        code_url=safe_url(p.code_url),
+        pdf_url=safe_url(pdf_url),
+        hf_url=safe_url(hf_url),
+        code_url=safe_url(code_url),
         why=", ".join(f"“{ph}”" for ph in phrases),
-        abstract_src=clean_text(p.abstract, ABSTRACT_LEVELS[0] + 1),
+        abstract_src=clean_text(abstract, ABSTRACT_LEVELS[0] + 1),
     )
 
 
 class Renderer:
-    """Loads the templates once; ``render(content)`` is cheap (call it 100,000 times)."""
+    """Loads the templates once; ``render(content)`` is cheap (call it 100,000 times).
 
-    def __init__(self, settings, *, lift_text: bool = True):
+    Papers recur across the digests of one edition, so each paper's view and rendered
+    fragments (HTML and text, per abstract level) are cached, keyed by the paper's displayed
+    fields; the compiled MJML layout is cached per layout. Not thread-safe: use one Renderer
+    per thread or process.
+    """
+
+    PAPER_CACHE_MAX = 8192
+    LAYOUT_CACHE_MAX = 512
+
+    def __init__(self, settings, *, lift_text: bool = True, cache: bool = True):
         self.settings = settings
         self.max_html_bytes = int(settings.max_html_bytes)
         self.lift_text = lift_text
+        self.cache = cache
         self.env = Environment(
             loader=FileSystemLoader(str(settings.templates_dir)),
             autoescape=select_autoescape(enabled_extensions=("mjml.j2", "html.j2", "html", "mjml"),
@@ -220,128 +296,202 @@ class Renderer:
         )
         self.html_template = self.env.get_template(HTML_TEMPLATE)
         self.text_template = self.env.get_template(TEXT_TEMPLATE)
+        self._html_macro = self.html_template.module.paper
+        self._text_macro = self.text_template.module.paper
         name, _ = parseaddr(settings.from_addr)
         self.sender = clean_text(name, 60) or "Paper Digest"
-        nonce = secrets.token_hex(6)
-        self._token = f"mjlift{nonce}x"   # a plain word MRML copies as is
+        self._token = f"mjlift{secrets.token_hex(6)}x"   # a plain word MRML copies as is
+        self._papers: dict[tuple, _Paper] = {}
+        self._layouts: dict[str, list[str]] = {}
 
     # -- public API ---------------------------------------------------------------------------
     def render(self, content: DigestContent) -> Rendered:
         """Subject, preheader, HTML and text of one digest, HTML within the size budget."""
-        view = self._view(content, nothing_new=False)
-        return self._render_within_budget(view)
+        return self._render_within_budget(self._view(content, nothing_new=False))
 
     def render_nothing_new(self, content: DigestContent) -> Rendered:
         """The short "nothing new today" note (same header and footer, no papers)."""
-        view = self._view(content, nothing_new=True)
-        return self._render_within_budget(view)
+        return self._render_within_budget(self._view(content, nothing_new=True))
 
-    # -- internals ------------------------------------------------------------------------------
     def mjml_source(self, content: DigestContent) -> str:
-        """The MJML document (before MJML → HTML), for debugging and tests."""
+        """The MJML document (before MJML → HTML) at full detail, for debugging and tests."""
         view = self._view(content, nothing_new=False)
-        self._apply(view, ABSTRACT_LEVELS[0], None, None)
+        self._apply(view, None, None)
+        self._fill(view, 0, text=False)
         return self.html_template.render(v=view)
 
-    def _compile(self, source: str) -> str:
+    # -- papers ----------------------------------------------------------------------------------
+    def _paper(self, item: PaperItem) -> _Paper:
+        key = _paper_key(item)
+        if not self.cache:
+            return _Paper(_view_from_key(key))
+        try:
+            entry = self._papers.get(key)
+        except TypeError:                      # an unhashable value in a hostile field
+            return _Paper(_view_from_key(key))
+        if entry is None:
+            if len(self._papers) >= self.PAPER_CACHE_MAX:
+                self._papers.clear()
+            entry = self._papers[key] = _Paper(_view_from_key(key))
+        return entry
+
+    @staticmethod
+    def _set_level(view: PaperView, level: int) -> None:
+        n = ABSTRACT_LEVELS[level]
+        view.abstract = trim_words(view.abstract_src, n) if n else ""
+
+    def _paper_html(self, entry: _Paper, level: int) -> Markup:
+        html = entry.html[level]
+        if html is None:
+            self._set_level(entry.view, level)
+            # newlines between tags are the template's layout only (MRML drops them too)
+            html = entry.html[level] = Markup(str(self._html_macro(entry.view)).replace(">\n<", "><"))
+            entry.extra[level] = len(html.encode("utf-8")) - len(html)
+        return html
+
+    def _paper_text(self, entry: _Paper, level: int) -> str:
+        text = entry.text[level]
+        if text is None:
+            self._set_level(entry.view, level)
+            text = entry.text[level] = self._text_macro(entry.view)
+        return text
+
+    # -- MJML --------------------------------------------------------------------------------------
+    def _compile(self, source: str) -> tuple[str, int, int]:
+        """MJML → HTML. Returns the HTML and, for the size bound, how many of its characters
+        come from the compiled layout and their UTF-8 bytes beyond one per character."""
         if not self.lift_text:
-            return mjml.mjml2html(source, disable_comments=True, fonts={})
+            return mjml.mjml2html(source, disable_comments=True, fonts={}), 0, 0
         skeleton, fragments = _lift_mj_text(source, self._token)
-        html = mjml.mjml2html(skeleton, disable_comments=True, fonts={})
-        pieces = html.split(self._token)
-        if len(pieces) != len(fragments) + 1:  # cannot happen with MRML; be safe anyway
-            return mjml.mjml2html(source, disable_comments=True, fonts={})
+        layout = self._layouts.get(skeleton) if self.cache else None
+        if layout is None:
+            html = mjml.mjml2html(skeleton, disable_comments=True, fonts={})
+            pieces = html.split(self._token)
+            if len(pieces) != len(fragments) + 1:   # not expected from MRML; be safe anyway
+                return mjml.mjml2html(source, disable_comments=True, fonts={}), 0, 0
+            chars = sum(len(x) for x in pieces)
+            layout = (pieces, chars, sum(len(x.encode("utf-8")) for x in pieces) - chars)
+            if self.cache:
+                if len(self._layouts) >= self.LAYOUT_CACHE_MAX:
+                    self._layouts.clear()
+                self._layouts[skeleton] = layout
+        pieces, chars, extra = layout
         out = [pieces[0]]
         for frag, piece in zip(fragments, pieces[1:]):
             out.append(frag)
             out.append(piece)
-        return "".join(out)
+        return "".join(out), chars, extra
 
-    def _render_once(self, view: DigestView) -> tuple[str, int]:
-        html = self._compile(self.html_template.render(v=view))
+    # -- budget ------------------------------------------------------------------------------------
+    def _fill(self, view: DigestView, level: int, *, text: bool) -> None:
+        """Put the rendered papers (HTML or text, at abstract level ``level``) on the sections."""
+        if text:
+            paper_text = self._paper_text
+            for s in view.sections:
+                s.papers_text = [paper_text(p, level) for p in s.papers]
+        else:
+            paper_html = self._paper_html
+            chars = extra = 0
+            for s in view.sections:
+                s.papers_html = Markup("".join([paper_html(p, level) for p in s.papers]))
+                chars += len(s.papers_html)
+                extra += sum([p.extra[level] for p in s.papers])
+            view.papers_chars, view.papers_extra = chars, extra
+
+    def _render_html(self, view: DigestView, level: int) -> tuple[str, int]:
+        self._fill(view, level, text=False)
+        source = self.html_template.render(v=view)
+        html, layout_chars, layout_extra = self._compile(source)
+        # Cheap upper bound of the UTF-8 size: exact extra bytes for the layout and the cached
+        # papers, at most 3 extra bytes per character for the rest (headings, footer). Encode
+        # the whole HTML only when the bound is not clearly inside the budget.
+        n = len(html)
+        rest = n - layout_chars - view.papers_chars
+        bound = n + layout_extra + view.papers_extra + 3 * rest if layout_chars else 4 * n
+        if bound < self.max_html_bytes:
+            return html, bound
         return html, len(html.encode("utf-8"))
 
     def _render_within_budget(self, view: DigestView) -> Rendered:
         budget = self.max_html_bytes
-        html = ""
-        size = 0
-        for abstract_len in ABSTRACT_LEVELS:
-            self._apply(view, abstract_len, None, None)
-            html, size = self._render_once(view)
+        html, size, level = "", 0, 0
+        self._apply(view, None, None)
+        for level in range(len(ABSTRACT_LEVELS)):
+            html, size = self._render_html(view, level)
             if size < budget:
-                return self._finish(view, html)
-        # Still too big without abstracts: show fewer papers per section (the rest go to "more").
+                return self._finish(view, html, level)
+        # Still too big without abstracts: fewer papers per section (the rest go to "more").
         cap = max((len(s.all_papers) for s in view.all_sections), default=0)
         while size >= budget and cap > 0:
-            cap = min(cap - 1, int(cap * budget * 0.9 / size))
-            cap = max(cap, 0)
-            self._apply(view, 0, cap, None)
-            html, size = self._render_once(view)
-        # Then fewer sections (a line counts the hidden ones).
+            cap = max(0, min(cap - 1, int(cap * budget * 0.9 / size)))
+            self._apply(view, cap, None)
+            html, size = self._render_html(view, level)
+        # Then fewer sections (one line counts the hidden ones).
         n_sections = len(view.all_sections)
         while size >= budget and n_sections > 0:
             n_sections = max(0, min(n_sections - 1, int(n_sections * budget * 0.9 / size)))
-            self._apply(view, 0, 0, n_sections)
-            html, size = self._render_once(view)
+            self._apply(view, 0, n_sections)
+            html, size = self._render_html(view, level)
         if size >= budget:
-            raise ValueError(f"digest HTML is {size} bytes even when empty; budget {budget}")
-        return self._finish(view, html)
+            raise ValueError(f"digest HTML is {size} bytes with no papers shown; budget {budget}")
+        return self._finish(view, html, level)
 
-    def _finish(self, view: DigestView, html: str) -> Rendered:
+    def _finish(self, view: DigestView, html: str, level: int) -> Rendered:
+        self._fill(view, level, text=True)
         text = self.text_template.render(v=view)
         return Rendered(subject=view.subject, html=html, text=text, preheader=view.preheader)
 
     @staticmethod
-    def _apply(view: DigestView, abstract_len: int, cap: int | None, n_sections: int | None) -> None:
+    def _apply(view: DigestView, cap: int | None, n_sections: int | None) -> None:
         sections = view.all_sections if n_sections is None else view.all_sections[:n_sections]
         for s in sections:
-            shown = s.all_papers if cap is None else s.all_papers[:cap]
-            s.papers = shown
-            s.more = s.extra + len(s.all_papers) - len(shown)
-            for p in shown:
-                p.abstract = trim_words(p.abstract_src, abstract_len) if abstract_len else ""
+            s.papers = s.all_papers if cap is None else s.all_papers[:cap]
+            s.more = s.extra + len(s.all_papers) - len(s.papers)
         view.sections = sections
         hidden = view.all_sections[len(sections):]
         view.hidden_sections = len(hidden)
         view.hidden_papers = sum(s.count for s in hidden)
 
+    # -- the digest view -----------------------------------------------------------------------------
     def _view(self, content: DigestContent, *, nothing_new: bool) -> DigestView:
         settings = self.settings
-        sections = []
+        sections: list[SectionView] = []
+        named: list[str] = []
         for sec in content.sections:
-            papers = [_paper_view(p) for p in sec.papers]
-            extra = sec.more if isinstance(sec.more, int) and sec.more > 0 else 0
+            name = clean_text(sec.name, SECTION_NAME_MAX)
+            if name:
+                named.append(name)
             if nothing_new:
-                papers, extra = [], 0
-            sections.append(SectionView(name=clean_text(sec.name, SECTION_NAME_MAX) or "Papers",
-                                        all_papers=papers, extra=extra))
-        named = [clean_text(s.name, SECTION_NAME_MAX) for s in content.sections]
-        named = [n for n in named if n]
-        nonempty = [s for s in sections if s.count > 0]
-        if nothing_new:
-            sections = []
-        total = sum(s.count for s in nonempty)
+                continue
+            extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
+            sections.append(SectionView(name=name or "Papers",
+                                        all_papers=[self._paper(p) for p in sec.papers or ()],
+                                        extra=extra))
+        sections = [s for s in sections if s.count > 0]
+        total = sum(s.count for s in sections)
         weekly = bool(content.weekly)
         edition = format_date(content.edition)
         sid = content.recipient.subscriber_id
 
-        if nothing_new or total == 0:
+        if total == 0:
+            nothing_new = True
             headline = "Nothing new this week" if weekly else "Nothing new today"
             subject = f"{headline} — {edition}"
             preheader = "No new papers matched your topics" + (" this week." if weekly else " today.")
             topics_line = ""
         else:
-            n_topics = len(nonempty)
-            headline = f"{_plural(total, 'new paper', 'new papers')} in {_plural(n_topics, 'topic', 'topics')}"
-            names = [trim_words(s.name, 40) for s in nonempty[:2]]
+            n_topics = len(sections)
+            papers = _plural(total, "new paper", "new papers")
+            headline = f"{papers} in {_plural(n_topics, 'topic', 'topics')}"
+            names = ", ".join(trim_words(s.name, 40) for s in sections[:2])
             tail = f" +{n_topics - 2} more" if n_topics > 2 else ""
             when = " this week" if weekly else ""
-            subject = f"{_plural(total, 'new paper', 'new papers')}{when}: {', '.join(names)}{tail} — {edition}"
-            chips = [f"{s.name} ({s.count})" for s in nonempty[:6]]
+            subject = f"{papers}{when}: {names}{tail} — {edition}"
+            chips = [f"{s.name} ({s.count})" for s in sections[:6]]
             if n_topics > 6:
                 chips.append(f"+{n_topics - 6} more")
             topics_line = " · ".join(chips)
-            top = next((p.title for s in nonempty for p in s.all_papers), "")
+            top = next((p.view.title for s in sections for p in s.all_papers), "")
             preheader = trim_words(f"{trim_words(top, 90)} · {topics_line}" if top else topics_line, 150)
         topic_names = ", ".join(trim_words(n, 40) for n in named[:4])
         if len(named) > 4:
@@ -350,6 +500,7 @@ class Renderer:
         unsub = safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(settings, sid)
         prefs = safe_url(content.preferences_url) or tokens.preferences_url(settings, sid)
         return DigestView(
+            title=f"{self.sender} — {edition}",
             subject=subject,
             preheader=preheader,
             sender=self.sender,

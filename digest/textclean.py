@@ -46,9 +46,20 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+# Only a '<' that opens a real HTML tag (or comment) is markup; "k<n and m>p" is mathematics.
+_HTML_TAGS = ("a|abbr|acronym|address|area|article|aside|audio|b|base|bdi|bdo|big|blockquote|body|br|button|"
+              "canvas|caption|center|cite|code|col|colgroup|dd|del|details|dfn|div|dl|dt|em|embed|fieldset|"
+              "figcaption|figure|font|footer|form|frame|frameset|h[1-6]|head|header|hr|html|i|iframe|img|input|"
+              "ins|kbd|label|legend|li|link|main|map|mark|math|meta|nav|noscript|object|ol|optgroup|option|p|"
+              "param|pre|q|s|samp|script|section|select|small|source|span|strike|strong|style|sub|summary|sup|"
+              "svg|table|tbody|td|template|textarea|tfoot|th|thead|title|tr|tt|u|ul|var|video|wbr")
+_NOT_A_TAG = re.compile(rf"<(?!/?(?:{_HTML_TAGS})(?=[\s/>])|!--|!\[CDATA\[)", re.IGNORECASE)
+
+
 def strip_html(text: str) -> str:
     if "<" not in text and "&" not in text:
         return text
+    text = _NOT_A_TAG.sub("&lt;", text)
     parser = _TextExtractor()
     try:
         parser.feed(text)
@@ -77,12 +88,16 @@ def collapse(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-def clean_text(text: str | None, *, max_len: int | None = None) -> str:
-    """Plain, single-spaced text with no markup and no control characters."""
+def clean_text(text: str | None, *, max_len: int | None = None, markup: bool = True) -> str:
+    """Plain, single-spaced text with no markup and no control characters.
+
+    markup=False for sources whose fields are plain text already (HF JSON): a '<' there is text.
+    """
     if not text:
         return ""
     text = unicodedata.normalize("NFC", text)
-    text = strip_html(text)
+    if markup:
+        text = strip_html(text)
     text = strip_latex(text)
     text = _CONTROL.sub(" ", text)
     text = unicodedata.normalize("NFC", collapse(text))

@@ -1,0 +1,221 @@
+"""Rendering: content, escaping of hostile text, the size budget, subject, text part."""
+from __future__ import annotations
+
+from datetime import date
+from html.parser import HTMLParser
+
+import pytest
+
+from digest.edition import DigestContent, Recipient, Section
+from digest.render import Renderer, clean_text, safe_url, trim_words
+from digest.settings import Settings
+from tests.digest_samples import EMOJI, RTL, hostile, paper, realistic
+
+VOID = {"br", "meta", "img", "link", "hr", "input", "col", "area", "base", "source", "wbr"}
+
+
+class TagChecker(HTMLParser):
+    """Balanced non-void tags; records tags, attributes and script-ish things."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_html(html: str) -> TagChecker:
+    checker = TagChecker()
+    checker.feed(html)
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+    return checker
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return Settings(database_url="sqlite://", DIGEST_FROM="Paper Digest <digest@example.org>", secret_key="s")
+
+
+@pytest.fixture(scope="module")
+def renderer(settings):
+    return Renderer(settings)
+
+
+def test_realistic_digest(renderer):
+    content = realistic(20)
+    out = renderer.render(content)
+    assert out.subject == "23 new papers: Vision-language models, Computational pathology +1 more — 21 Nov 2026"
+    assert out.preheader.startswith("Sparse Mixture-of-Experts Adapters")
+    checker = check_html(out.html)
+    text = "".join(checker.text)
+    assert "23 new papers in 3 topics" in text
+    assert "Vision-language models" in text and "+ 3 more in this topic" in text
+    assert "Ada Moreau, Kenji Watanabe, Priya Raman et al." in text
+    assert "▲ 3" in text and text.count("▲") == 14               # only when known (6 unknown)
+    assert "Why: matched “vision-language”, “adapter”" in text
+    hrefs = [a["href"] for tag, a in checker.tags if tag == "a"]
+    assert "https://arxiv.org/abs/2611.10000" in hrefs and "https://arxiv.org/pdf/2611.10000" in hrefs
+    assert "https://huggingface.co/papers/2611.10000" in hrefs
+    assert "https://github.com/example-lab/sparse-adapters" in hrefs
+    assert "https://digest.example.org/unsubscribe/tok42" in hrefs
+    assert "https://digest.example.org/preferences/tok42" in hrefs
+    assert len(out.html.encode()) < 60_000
+    assert out.preheader in out.html                             # hidden preheader
+
+
+def test_abstract_trimmed_at_a_word(renderer):
+    out = renderer.render(realistic(3))
+    assert "with no…" in out.html and "in detail." not in out.html
+
+
+def test_plain_text_part(renderer):
+    out = renderer.render(realistic(20))
+    t = out.text
+    assert "23 new papers in 3 topics" in t
+    assert "== Vision-language models (11 new) ==" in t
+    assert "1. Sparse Mixture-of-Experts Adapters" in t
+    assert "   https://arxiv.org/abs/2611.10000" in t
+    assert "PDF: https://arxiv.org/pdf/2611.10000" in t
+    assert "+ 3 more in this topic" in t
+    assert "Unsubscribe: https://digest.example.org/unsubscribe/tok42" in t
+    assert "<" not in t.replace("<-", "")                        # no markup
+    assert max(len(line) for line in t.splitlines()) <= 998
+
+
+def test_weekly_and_singular(renderer):
+    content = DigestContent(Recipient(1, "a@example.org"), date(2026, 11, 21),
+                            [Section("t", "Pathology", [paper(0)])], weekly=True)
+    out = renderer.render(content)
+    assert out.subject == "1 new paper this week: Pathology — 21 Nov 2026"
+    assert "1 new paper in 1 topic" in out.html and "Weekly digest" in out.html
+
+
+def test_nothing_new(renderer):
+    content = DigestContent(Recipient(1, "a@example.org"), date(2026, 11, 21), [Section("t", "Pathology", [])],
+                            unsubscribe_url="https://x.example/unsubscribe/t")
+    out = renderer.render_nothing_new(content)
+    assert out.subject == "Nothing new today — 21 Nov 2026"
+    assert "No new papers matched" in out.html and "https://x.example/unsubscribe/t" in out.html
+    assert "Unsubscribe: https://x.example/unsubscribe/t" in out.text
+    check_html(out.html)
+    assert renderer.render(content).subject == out.subject       # an empty digest renders the same
+
+
+def test_hostile_content_escaped(renderer):
+    out = renderer.render(hostile(40, 20_000))
+    checker = check_html(out.html)
+    tags = {t for t, _ in checker.tags}
+    assert "script" not in tags and "img" not in tags
+    assert not any(k.startswith("on") for _, attrs in checker.tags for k in attrs)
+    assert "&lt;script&gt;" in out.html
+    for _, attrs in checker.tags:
+        if "href" in attrs:
+            assert attrs["href"].startswith(("http://", "https://")), attrs["href"]
+    assert "javascript:" not in out.html.lower() and "vbscript:" not in out.html.lower()
+    assert "data:text" not in out.html
+    assert "\u202e" not in out.html                              # bidi override stripped
+    assert "X-Evil: 1" in out.html                               # CRLF became a space, kept as text
+    assert "\r" not in out.subject and "\n" not in out.subject
+
+
+def test_javascript_url_not_linked(renderer):
+    p = paper(0, url="javascript:alert(1)", pdf_url=" JAVASCRIPT:alert(1)", hf_url="data:text/html,x",
+              code_url="https://user@evil.example/")
+    content = DigestContent(Recipient(1, "a@example.org"), date(2026, 11, 21), [Section("t", "T", [p])])
+    out = renderer.render(content)
+    hrefs = [a["href"] for tag, a in check_html(out.html).tags if tag == "a"]
+    assert all(h.startswith("http") for h in hrefs)
+    assert p.title in out.html and "PDF</a>" not in out.html and "HF page</a>" not in out.html
+    assert "Code</a>" not in out.html
+
+
+def test_rtl_and_emoji_survive(renderer):
+    content = DigestContent(Recipient(1, "a@example.org"), date(2026, 11, 21),
+                            [Section("t", RTL, [paper(0, title=EMOJI, authors=[RTL])])])
+    out = renderer.render(content)
+    assert RTL in out.html and EMOJI in out.html and EMOJI in out.text and RTL in out.subject
+    assert 'dir="auto"' in out.html
+
+
+def test_size_budget_with_huge_content(renderer, settings):
+    content = hostile(200, 1_000_000)
+    out = renderer.render(content)
+    size = len(out.html.encode("utf-8"))
+    assert size < settings.max_html_bytes
+    check_html(out.html)
+    text = out.html
+    assert "more in this topic" in text                           # shown papers moved into "more"
+    assert "205 new papers" in out.subject                        # the count is still the total
+
+
+def test_size_budget_steps(settings):
+    """Shorter abstracts come before dropping abstracts, which come before dropping papers."""
+    content = realistic(20)
+    full = len(Renderer(settings).render(content).html.encode())
+    small = Settings(database_url="sqlite://", max_html_bytes=full - 2000)
+    out = Renderer(small).render(content)
+    assert len(out.html.encode()) < full - 2000
+    assert "with no…" not in out.html and "We study how" in out.html    # shorter abstracts
+    assert "+ 3 more in this topic" in out.html                           # no paper dropped yet
+    tiny = Settings(database_url="sqlite://", max_html_bytes=20_000)
+    out = Renderer(tiny).render(content)
+    assert len(out.html.encode()) < 20_000 and "We study how" not in out.html
+    assert "23 new papers in 3 topics" in out.html
+    check_html(out.html)
+
+
+def test_layout_lifting_matches_plain_mjml(settings):
+    content = realistic(12)
+    fast = Renderer(settings).render(content)
+    plain = Renderer(settings, lift_text=False, cache=False).render(content)
+    assert fast.html.replace(">\n<", "><") == plain.html.replace(">\n<", "><")
+    assert fast.text == plain.text and fast.subject == plain.subject
+
+
+def test_cache_gives_same_output_for_new_objects(renderer):
+    a = renderer.render(realistic(20, subscriber_id=1, email="one@example.org"))
+    b = renderer.render(realistic(20, subscriber_id=1, email="one@example.org"))
+    assert a == b
+    c = realistic(20, subscriber_id=1, email="one@example.org")
+    c.sections[0].papers[0].title = "Changed title"
+    assert "Changed title" in renderer.render(c).html
+
+
+def test_helpers():
+    assert clean_text("a\r\nb\tc\x00d  e", 100) == "a b c d e"
+    assert clean_text("x" * 50, 10) == "x" * 9 + "…"
+    assert trim_words("alpha beta gamma delta", 14) == "alpha beta…"
+    assert safe_url("https://arxiv.org/abs/1") == "https://arxiv.org/abs/1"
+    for bad in ["javascript:alert(1)", "http://", "https://a b", "//evil", "https://x@evil", "http://x/\x01", 5, None]:
+        assert safe_url(bad) is None, bad
+
+
+def test_render_speed(renderer):
+    """Not a benchmark, a guard: a 20-paper digest renders (HTML + text) well under 2 ms."""
+    import time
+    contents = [realistic(20, subscriber_id=i, email=f"u{i}@example.org") for i in range(300)]
+    renderer.render(contents[0])
+    start = time.process_time()
+    for c in contents:
+        renderer.render(c)
+    per = (time.process_time() - start) / len(contents)
+    assert per < 0.002, f"{per * 1e6:.0f} µs per render"

