@@ -56,7 +56,8 @@ def parse_arxiv_id(text: str | None) -> ArxivId | None:
             ident = f"{m.group('archive')}/{m.group('num')}"
         tail = rest[m.end():]
         # the id must end its token: nothing, a separator, or ".pdf"
-        if tail and tail[0] not in _ENDS and not tail.lower().startswith(".pdf"):
+        sentence_end = bool(tail) and tail[0] in ".,;:" and (len(tail) == 1 or tail[1].isspace())
+        if tail and tail[0] not in _ENDS and not tail.lower().startswith(".pdf") and not sentence_end:
             continue
         version = int(m.group("version")) if m.group("version") else None
         return ArxivId(ident, version)

@@ -685,6 +685,7 @@ def match_pending(
     all_papers: bool = False,
     batch_size: int = 500,
     now: datetime | None = None,
+    version: str | None = None,
 ) -> int:
     """Match every stored paper whose ``matched_version`` is not ``config.version``.
 
@@ -699,7 +700,7 @@ def match_pending(
     from .models import Paper, TopicMatch, utcnow
 
     matcher = matcher or Matcher(config)
-    version = config.version
+    version = version or config.version
     query = select(Paper).where(or_(Paper.matched_version.is_(None), Paper.matched_version != version))
     if not all_papers:
         if lookback_days is None:
@@ -717,8 +718,8 @@ def match_pending(
         ids = [p.id for p in papers]
         stamp = now or utcnow()
         rows = []
-        for paper in papers:
-            for a in matcher.match(paper):
+        for paper, assignments in zip(papers, matcher.match_many(papers)):
+            for a in assignments:
                 rows.append({"paper_id": paper.id, "topic_id": a.topic_id, "score": a.score,
                              "matched": a.matched, "matched_at": stamp})
         session.execute(delete(TopicMatch).where(TopicMatch.paper_id.in_(ids)))

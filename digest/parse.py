@@ -112,7 +112,7 @@ def parse_arxiv(body: bytes, source: str = "feed") -> ParseResult:
     feed_date = _struct_to_dt(feed.feed.get("published_parsed") or feed.feed.get("updated_parsed"))
     for entry in feed.entries:
         try:
-            record = _arxiv_entry(entry, feed_date)
+            record = _arxiv_entry(entry, feed_date, bool(feed.get("bozo")))
         except Exception as exc:  # hostile entries must not stop the run
             result.skipped["unreadable entry"] += 1
             result.warnings.append(f"{source}: entry skipped: {type(exc).__name__}: {exc}")
@@ -124,7 +124,7 @@ def parse_arxiv(body: bytes, source: str = "feed") -> ParseResult:
     return result
 
 
-def _arxiv_entry(entry, feed_date: datetime | None) -> PaperRecord | str:
+def _arxiv_entry(entry, feed_date: datetime | None, broken: bool = False) -> PaperRecord | str:
     summary = entry.get("summary") or entry.get("description") or ""
     desc = _DESC_RE.match(summary)
     found = None
@@ -149,7 +149,7 @@ def _arxiv_entry(entry, feed_date: datetime | None) -> PaperRecord | str:
     else:
         ident = found.id
     announce = (entry.get("arxiv_announce_type") or (desc.group("type") if desc else "") or "").strip().lower()
-    if not announce and not summary.strip():
+    if broken and not announce and not summary.strip():
         return "incomplete entry"  # e.g. cut off by a truncated document: do not store half a paper
     if announce and announce not in ANNOUNCE_TYPES:
         announce = "new" if announce.startswith("new") else announce[:16]

@@ -4,6 +4,7 @@ The CLI (`digest send-now`) and the scheduler (`digest run`) are thin layers ove
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -83,11 +84,39 @@ def run_ingest(settings: Settings, *, source: str | None = None, locations: list
     return ingest_all(settings, specs, on_progress=on_progress)
 
 
+_matchers: dict[tuple[str, str], object] = {}
+
+
+def matcher_for(settings: Settings, config: TopicConfig):
+    """The configured matcher, built once per (config, kind): the semantic one loads a model."""
+    from .match import make_matcher
+
+    key = (config.version, settings.matcher)
+    if key not in _matchers:
+        try:
+            _matchers.clear()
+            _matchers[key] = make_matcher(config, settings.matcher)
+        except ValueError as exc:
+            raise PipelineError(f"DIGEST_MATCHER: {exc}") from None
+        except ImportError as exc:  # the optional semantic packages are missing
+            raise PipelineError(str(exc)) from None
+    return _matchers[key]
+
+
+def match_version(settings: Settings, config: TopicConfig) -> str:
+    # switching matchers must re-match stored papers, so the kind is part of the version
+    if settings.matcher == "lexical":
+        return config.version
+    return hashlib.sha256(f"{config.version}:{settings.matcher}".encode()).hexdigest()
+
+
 def run_match(settings: Settings, config: TopicConfig) -> int:
     from .match import match_pending
 
+    matcher = matcher_for(settings, config)
     with session_scope(settings) as session:
-        return match_pending(session, config, lookback_days=settings.lookback_days)
+        return match_pending(session, config, matcher, lookback_days=settings.lookback_days,
+                             version=match_version(settings, config))
 
 
 def plan_options(settings: Settings) -> PlanOptions:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str | None = Field(None, description="Optional mailto address added to List-Unsubscribe")
     list_id: str = Field("paper-digest.localhost", description="List-Id identifier")
 
+    matcher: str = Field("lexical", description="Topic matcher: lexical, or semantic (needs the 'semantic' extra)")
     lookback_days: int = Field(7, ge=1, description="How far back a first (or late) edition looks for papers")
     ledger_keep_days: int = Field(30, ge=1, description="Days of per-paper send records kept (never less than the look-back window)")
     section_cap: int = Field(10, ge=1, description="Papers shown per section in a daily edition")

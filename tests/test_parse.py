@@ -332,6 +332,18 @@ def test_truncated_entry_is_not_kept_half_parsed():
     assert cut is None or (cut.announce_type == "replace" and cut.abstract)
 
 
+def test_entry_without_description_in_a_well_formed_feed_is_kept():
+    body = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>lab reading list</title>
+<item><title>Notes on Sparse Mixture Routing</title><link>https://arxiv.org/abs/2611.04950</link>
+<guid isPermaLink="false">oai:arXiv.org:2611.04950v1</guid></item>
+</channel></rss>"""
+    result = parse_arxiv(body, "reading-list")
+    assert result.warnings == [] and result.fatal is None
+    assert [r.id for r in result.records] == ["2611.04950"]
+    assert result.records[0].title == "Notes on Sparse Mixture Routing"
+
+
 @pytest.mark.parametrize("name", ["hostile-cp1252-declared-utf8.xml", "hostile-cp1252-declared-cp1252.xml",
                                   "hostile-cp1252-no-declaration.xml"])
 def test_windows_1252_bytes_decode_to_the_right_characters(name):
