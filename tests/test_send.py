@@ -1,0 +1,209 @@
+"""The daily send over a real SMTP server: the ledger, faults, crashes, concurrent senders."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from digest.db import session_factory
+from digest.models import Digest, DigestItem, Subscriber
+from digest.pipeline import send_now
+from digest.settings import Settings, reset_settings_cache
+from tests.factories import add_paper, add_subscriber
+from tests.smtp_server import smtp_sink
+
+D1, D2 = date(2026, 11, 18), date(2026, 11, 19)
+
+
+@pytest.fixture
+def sink():
+    yield from smtp_sink()
+
+
+@pytest.fixture
+def smtp_settings(settings, sink, monkeypatch) -> Settings:
+    monkeypatch.setenv("DIGEST_DELIVERY", sink.url)
+    monkeypatch.setenv("DIGEST_SMTP_RETRIES", "2")
+    reset_settings_cache()
+    return Settings()
+
+
+def _seed_papers(settings, prefix: str, n: int, *, hours_ago: float = 1.0, hostile: bool = False):
+    seen = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
+    with session_factory(settings)() as s:
+        for i in range(n):
+            title = f"Tumor segmentation with a U-Net, study {prefix}{i}"
+            if hostile and i == 0:
+                title = "<script>alert('x')</script> Tumor segmentation \u202eevil\u202c 🧠 with U-Net"
+            big = hostile and i == 0  # a 1 MB abstract (ingest caps them; storage must not care)
+            add_paper(s, f"2611.{prefix}{i:03d}", title=title, seen=seen,
+                      abstract="We study medical image segmentation of tumours in CT. " * (20000 if big else 1))
+        s.commit()
+
+
+def _subscribers(settings, emails, topics=("medical-segmentation",)):
+    with session_factory(settings)() as s:
+        for email in emails:
+            add_subscriber(s, email, list(topics), name=f"Reader {email.split('@')[0]}")
+        s.commit()
+
+
+def _statuses(settings):
+    with session_factory(settings)() as s:
+        return {(d.subscriber_id, d.edition): d.status for d in s.scalars(select(Digest))}
+
+
+def test_two_day_scenario_over_smtp(smtp_settings, sink):
+    _subscribers(smtp_settings, ["a@example.org", "b@example.org", "c@example.org"])
+    _seed_papers(smtp_settings, "01", 3, hours_ago=30)
+    yesterday = datetime.now(timezone.utc) - timedelta(hours=24)
+    report = send_now(smtp_settings, ingest=False, edition=D1, now=yesterday)
+    assert (report.plan.planned, report.send.sent, report.send.failed) == (3, 3, 0)
+    assert sorted(sink.delivered_to()) == ["a@example.org", "b@example.org", "c@example.org"]
+    msg = sink.messages[0].parsed()
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://digest.example.org/unsubscribe/" in msg["List-Unsubscribe"]
+    for raw in sink.messages:
+        assert all(len(line) <= 998 for line in raw.data.split(b"\r\n"))
+    day1_text = msg.get_body(("plain",)).get_content()
+    assert "study 010" in day1_text
+
+    # day 2: new listings arrive; the digest holds only them
+    _seed_papers(smtp_settings, "02", 2, hours_ago=0.5)
+    report = send_now(smtp_settings, ingest=False, edition=D2)
+    assert report.send.sent == 3
+    day2 = [m.parsed() for m in sink.messages[3:]]
+    for m in day2:
+        text = m.get_body(("plain",)).get_content()
+        assert "study 020" in text and "study 021" in text and "study 01" not in text
+        assert m["Message-ID"] != msg["Message-ID"]
+    # rerunning day 2 sends nothing
+    again = send_now(smtp_settings, ingest=False, edition=D2)
+    assert (again.plan.planned, again.send.sent) == (0, 0)
+    assert len(sink.messages) == 6
+    with session_factory(smtp_settings)() as s:
+        assert s.scalar(select(Digest).where(Digest.edition == D2)).message_id.startswith("<digest.")
+
+
+def test_temporary_failure_is_retried_once_delivered(smtp_settings, sink):
+    _subscribers(smtp_settings, ["a@example.org"])
+    _seed_papers(smtp_settings, "03", 1)
+    sink.script_rcpt("a@example.org", "451 4.3.0 try again later")
+    report = send_now(smtp_settings, ingest=False, edition=D1)
+    assert report.send.sent == 1 and report.send.failed == 0
+    assert sink.delivered_to() == ["a@example.org"] and sink.rcpt_attempts["a@example.org"] == 2
+
+
+def test_refused_recipient_fails_alone_and_exit_code_is_nonzero(smtp_settings, sink):
+    _subscribers(smtp_settings, ["a@example.org", "bad@example.org", "c@example.org"])
+    _seed_papers(smtp_settings, "04", 2)
+    sink.refuse_rcpt("bad@example.org", "550 5.1.1 <bad@example.org>: user unknown")
+    out = subprocess.run([sys.executable, "-m", "digest.cli", "send-now", "--no-ingest", "--edition", "2026-11-18"],
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "550 5.1.1" in out.stderr and "Traceback" not in out.stderr
+    assert sorted(sink.delivered_to()) == ["a@example.org", "c@example.org"]
+    with session_factory(smtp_settings)() as s:
+        bad = s.scalar(select(Subscriber).where(Subscriber.email == "bad@example.org"))
+        digest = s.scalar(select(Digest).where(Digest.subscriber_id == bad.id))
+        assert digest.status == "failed" and "550 5.1.1" in digest.last_error
+        assert bad.consecutive_failures == 1 and bad.status == "active"
+
+
+def test_repeated_permanent_failures_bounce_the_subscriber(smtp_settings, sink, monkeypatch):
+    monkeypatch.setenv("DIGEST_BOUNCE_AFTER", "2")
+    reset_settings_cache()
+    s2 = Settings()
+    _subscribers(s2, ["bad@example.org"])
+    sink.refuse_rcpt("bad@example.org")
+    _seed_papers(s2, "05", 1, hours_ago=30)
+    send_now(s2, ingest=False, edition=D1)
+    _seed_papers(s2, "06", 1, hours_ago=0.5)
+    report = send_now(s2, ingest=False, edition=D2)
+    assert report.send.bounced == 1
+    with session_factory(s2)() as s:
+        assert s.scalar(select(Subscriber.status)) == "bounced"
+    _seed_papers(s2, "07", 1, hours_ago=0.1)
+    assert send_now(s2, ingest=False, edition=date(2026, 11, 20)).plan.planned == 0
+
+
+def test_dropped_connection_mid_batch_loses_nothing(smtp_settings, sink):
+    emails = [f"u{i}@example.org" for i in range(7)]
+    _subscribers(smtp_settings, emails)
+    _seed_papers(smtp_settings, "08", 1)
+    sink.drop_after = 3
+    report = send_now(smtp_settings, ingest=False, edition=D1)
+    assert report.send.sent == 7
+    assert sorted(sink.delivered_to()) == sorted(emails)
+    assert sink.connections >= 3
+
+
+def test_hostile_content_is_escaped_and_within_budget(smtp_settings, sink):
+    with session_factory(smtp_settings)() as s:
+        add_subscriber(s, "h@example.org", ["medical-segmentation"], name="Eve\r\nBcc: victim@example.org")
+        s.commit()
+    _seed_papers(smtp_settings, "09", 30, hostile=True)
+    report = send_now(smtp_settings, ingest=False, edition=D1)
+    assert report.send.sent == 1
+    raw = sink.messages[0]
+    assert raw.rcpt_tos == ["h@example.org"]
+    msg = raw.parsed()
+    assert "victim" not in (msg["Bcc"] or "") and msg["Bcc"] is None
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert len(html.encode("utf-8")) < 100_000
+
+
+def _sender(env, edition="2026-11-18"):
+    return subprocess.Popen([sys.executable, "-m", "digest.cli", "send-now", "--no-ingest", "--edition", edition],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_senders_never_send_twice(smtp_settings, sink):
+    emails = [f"c{i}@example.org" for i in range(40)]
+    _subscribers(smtp_settings, emails)
+    _seed_papers(smtp_settings, "10", 2)
+    env = os.environ.copy()
+    procs = [_sender(env), _sender(env)]
+    for p in procs:
+        p.communicate(timeout=180)
+        assert p.returncode == 0
+    counts = Counter(sink.delivered_to())
+    assert sorted(counts) == sorted(emails) and set(counts.values()) == {1}
+    assert set(_statuses(smtp_settings).values()) == {"sent"}
+
+
+def test_sender_killed_mid_run_then_restarted(smtp_settings, sink, monkeypatch):
+    emails = [f"k{i}@example.org" for i in range(40)]
+    _subscribers(smtp_settings, emails)
+    _seed_papers(smtp_settings, "11", 2)
+    env = os.environ.copy()
+    env["DIGEST_SMTP_RATE"] = "20"  # slow enough to be killed in the middle
+    proc = _sender(env)
+    deadline = time.monotonic() + 60
+    while len(sink.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    received_before = len(sink.messages)
+    assert 10 <= received_before < 40
+    statuses = Counter(_statuses(smtp_settings).values())
+    assert statuses["sent"] >= received_before - 1
+    # restart: the rows left 'sending' by the dead process are taken over at once
+    env["DIGEST_SMTP_RATE"] = "0"
+    rerun = _sender(env)
+    out, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    counts = Counter(sink.delivered_to())
+    assert sorted(counts) == sorted(emails)                       # no loss
+    assert sum(n - 1 for n in counts.values()) <= 1               # at most one duplicate per crash
+    assert set(_statuses(smtp_settings).values()) == {"sent"}
