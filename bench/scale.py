@@ -1,0 +1,742 @@
+"""Scale benchmark: one synthetic edition at N subscribers, stage by stage.
+
+    .venv/bin/python -m bench [--subscribers 100000] [--json FILE] [--profile FILE]
+
+Stages (each through the product's own entry points):
+
+1. ingest   ``digest.ingest.ingest_source`` on a generated 2,000-entry arXiv RSS feed, then the
+            same bytes again (``reingest_ratio``), then the same entries with a new
+            ``lastBuildDate`` (``reingest_changed_ratio``: parse + upsert of unchanged papers);
+2. match    ``digest.match.match_pending`` on today's P papers × T topics;
+3. plan + render  ``digest.plan.plan_edition`` then ``digest.send.send_pending`` with
+            ``settings.delivery = "dry-run"`` (content + render + message building and
+            serialisation + ledger),
+            in a separate process whose peak RSS is reported;
+4. deliver  a sample of the edition re-queued and sent by ``send_pending`` through
+            ``digest.deliver.open_backend("smtp://127.0.0.1:PORT")`` to an aiosmtpd sink in its
+            own process, next to a bare smtplib loop over one connection (``deliver_ratio``);
+            the sink's per-recipient counts check that every message arrived exactly once;
+5. storage  database size before/after each edition, after ``digest.ledger.compact_ledger``,
+            for two consecutive editions (growth must not depend on the number of past ones).
+
+History: D past days of papers (with their topic matches) and of ``sent`` digests are
+inserted directly in bulk. ``digest_items`` rows are inserted only for the days that
+compaction keeps (``max(ledger_keep_days, lookback_days + 1)`` + 1): older ones would have been
+deleted by ``compact_ledger`` already, so the ledger is in its steady state.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import resource
+import shutil
+import smtplib
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from bench.synth import Generator, PaperDef, arxiv_rss
+
+FEED_ENTRIES = 2000
+TARGETS = {
+    "plan_render_digests_per_s": 2000.0,   # at N = 100,000
+    "deliver_ratio": 0.8,
+    "peak_rss_mb": 1024.0,
+    "reingest_ratio": 0.10,
+}
+
+
+# -------------------------------------------------------------------------------- helpers
+
+def _clean_env() -> None:
+    """Settings also read DIGEST_* variables: the bench sets everything it needs explicitly."""
+    for key in list(os.environ):
+        if key.startswith("DIGEST_"):
+            del os.environ[key]
+
+
+def make_settings(kw: dict, **over):
+    _clean_env()
+    from digest.settings import Settings
+
+    return Settings(**{**kw, **over})
+
+
+def ts(dt: datetime) -> str:
+    """How SQLAlchemy stores a UTCDateTime on SQLite (naive UTC)."""
+    return dt.astimezone(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def db_path(kw: dict) -> str:
+    return kw["database_url"].removeprefix("sqlite:///")
+
+
+def db_size(kw: dict) -> dict:
+    """File size after a WAL checkpoint, and the bytes in use (pages minus free pages)."""
+    from digest.db import dispose_all
+
+    dispose_all()
+    con = sqlite3.connect(db_path(kw))
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        free = con.execute("PRAGMA freelist_count").fetchone()[0]
+        items = con.execute("SELECT count(*) FROM digest_items").fetchone()[0]
+        digests = con.execute("SELECT count(*) FROM digests").fetchone()[0]
+    finally:
+        con.close()
+    return {"file_bytes": os.path.getsize(db_path(kw)), "used_bytes": (pages - free) * page,
+            "digest_items": items, "digests": digests}
+
+
+def compact(kw: dict, now: datetime) -> int:
+    from digest.db import session_factory
+    from digest.ledger import compact_ledger
+
+    s = make_settings(kw)
+    with session_factory(s)() as session:
+        return compact_ledger(session, keep_days=s.ledger_keep_days, lookback_days=s.lookback_days, now=now)
+
+
+def window_days(kw: dict) -> int:
+    return max(kw["ledger_keep_days"], kw["lookback_days"] + 1)
+
+
+# -------------------------------------------------------------------------------- history
+
+def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days: int, now: datetime,
+                  version: str, log, item_days: int | None = None) -> dict:
+    """Subscribers, D days of papers (+ matches) and of sent digests (+ items within the window)."""
+    con = sqlite3.connect(db_path(kw))
+    con.execute("PRAGMA synchronous=OFF")
+    rng = gen.rng
+    zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "America/Los_Angeles"]
+    created = ts(now - timedelta(days=days + 30))
+    sub_topics: list[tuple[str, ...]] = []
+    rows = []
+    for i in range(1, n_subs + 1):
+        topics = tuple(gen.subscriber_topics())
+        sub_topics.append(topics)
+        rows.append((i, f"reader{i}@bench.example", f"Reader {i}" if i % 3 else None, json.dumps(list(topics)),
+                     zones[i % len(zones)], "active", "daily", 0, 0, None, 0, created, created))
+    con.executemany("INSERT INTO subscribers (id, email, name, topics, timezone, status, frequency, weekly_day, "
+                    "trending, send_time, consecutive_failures, created_at, updated_at) VALUES "
+                    "(?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    con.commit()
+    log(f"  {n_subs} subscribers")
+
+    # papers of the past days, oldest first, with their topic matches
+    from digest.match import Matcher
+    from digest.topics import load_topics
+
+    matcher = Matcher(load_topics(Path(kw["config_dir"]) / "topics.yaml"))
+    day_papers: dict[int, list[PaperDef]] = {}
+    for k in range(days, 0, -1):
+        seen = now - timedelta(days=k, hours=6, minutes=30)
+        papers = [gen.paper() for _ in range(n_papers)]
+        day_papers[k] = papers
+        con.executemany(
+            "INSERT INTO papers (id, arxiv_id, title, abstract, authors, categories, primary_category, version, "
+            "announce_type, is_new, first_seen_at, updated_at, published_at, abs_url, pdf_url, content_hash, "
+            "matched_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(p.id, p.id, p.title, p.abstract, json.dumps(p.authors), json.dumps(p.categories), p.categories[0], 1,
+              "new", 1, ts(seen), ts(seen), ts(seen), f"https://arxiv.org/abs/{p.id}", f"https://arxiv.org/pdf/{p.id}",
+              "", version) for p in papers])
+        # the real matcher on the papers a plan can still see (2 × look-back); intended topics before
+        if k <= 2 * kw["lookback_days"]:
+            for p in papers:
+                found = matcher.match(p)
+                p.topics = [a.topic_id for a in found]
+                p.extra["scores"] = {a.topic_id: (a.score, a.matched) for a in found}
+        con.executemany(
+            "INSERT INTO topic_matches (paper_id, topic_id, score, matched, matched_at) VALUES (?,?,?,?,?)",
+            [(p.id, t, *(lambda sc: (sc[0], json.dumps(sc[1])))(p.extra.get("scores", {}).get(t, (0.8, [t]))), ts(seen))
+             for p in papers for t in p.topics])
+    con.commit()
+    log(f"  {days * n_papers} past papers")
+
+    # sent digests, one per subscriber and past day with something in it; items within the window
+    win = min(window_days(kw) + 1, item_days) if item_days is not None else window_days(kw) + 1
+    did = 0
+    n_items = 0
+    per_digest: list[int] = []
+    for k in range(days, 0, -1):
+        planned = now - timedelta(days=k)
+        edition = planned.date().isoformat()
+        by_topic: dict[str, list[PaperDef]] = {}
+        for p in day_papers[k]:
+            for t in p.topics:
+                by_topic.setdefault(t, []).append(p)
+
+        def sections(topics: tuple) -> list[tuple[str, str, int, int]]:
+            taken: set[str] = set()
+            out = []
+            for t in topics:  # a paper goes to the first of the subscriber's topics it matches
+                pos = 0
+                for p in by_topic.get(t, ()):
+                    if p.id not in taken:
+                        taken.add(p.id)
+                        out.append((p.id, t, pos, int(pos < 10)))
+                        pos += 1
+            return out
+
+        cache: dict[tuple, list[tuple[str, str, int, int]]] = {}
+        digests, items = [], []
+        for sid, topics in enumerate(sub_topics, start=1):
+            its = cache.get(topics)
+            if its is None:
+                its = cache[topics] = sections(topics)
+            if not its:
+                continue
+            did += 1
+            digests.append((did, sid, edition, "sent", 1, f"<digest.{sid}.{k}@bench.example>",
+                            f"Your paper digest: {len(its)} new papers", sum(i[3] for i in its), ts(planned),
+                            ts(planned + timedelta(minutes=5)), "bench:0:history"))
+            if k <= win:
+                items.extend((did, pid, sid, t, pos, shown) for pid, t, pos, shown in its)
+                per_digest.append(len(its))
+        con.executemany("INSERT INTO digests (id, subscriber_id, edition, status, attempts, message_id, subject, "
+                        "paper_count, planned_at, sent_at, claimed_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)", digests)
+        if items:
+            con.executemany("INSERT INTO digest_items (digest_id, paper_id, subscriber_id, section, position, shown) "
+                            "VALUES (?,?,?,?,?,?)", items)
+            n_items += len(items)
+        con.commit()
+        del digests, items
+    con.execute("ANALYZE")
+    con.commit()
+    con.close()
+    log(f"  {did} past digests, {n_items} digest items")
+    return {"history_digests": did, "history_items": n_items,
+            "history_items_per_digest": round(sum(per_digest) / max(1, len(per_digest)), 1),
+            "day_papers": day_papers}
+
+
+def feed_for_day(gen: Generator, n_new: int, old: list[PaperDef]) -> list[PaperDef]:
+    """P new papers (new/cross) plus replacements of older ones, 2,000 entries at least."""
+    rng = gen.rng
+    entries = []
+    for _ in range(n_new):
+        p = gen.paper()
+        p.announce_type = "cross" if rng.random() < 0.15 else "new"
+        entries.append(p)
+    for p in rng.sample(old, min(len(old), max(0, FEED_ENTRIES - n_new))):
+        entries.append(PaperDef(id=p.id, title=p.title, abstract=p.abstract + " We add new experiments.",
+                                authors=p.authors, categories=p.categories, topics=p.topics, version=2,
+                                announce_type=rng.choice(["replace", "replace-cross"])))
+    return entries
+
+
+# -------------------------------------------------------------------------------- stages
+
+def stage_ingest(kw: dict, path: Path, entries: list[PaperDef], day: datetime, now: datetime) -> dict:
+    from digest.ingest import adhoc_spec, ingest_source
+
+    s = make_settings(kw)
+    path.write_bytes(arxiv_rss(entries, day))
+    t0 = time.perf_counter()
+    first = ingest_source(s, adhoc_spec(str(path)), now=now)
+    t1 = time.perf_counter()
+    again = ingest_source(s, adhoc_spec(str(path)), now=now)
+    t2 = time.perf_counter()
+    # same entries, different bytes (a rebuilt feed): parse + upsert of unchanged papers
+    path.write_bytes(arxiv_rss(entries, day, build=day + timedelta(minutes=7)))
+    t3 = time.perf_counter()
+    changed = ingest_source(s, adhoc_spec(str(path)), now=now)
+    t4 = time.perf_counter()
+    for rep in (first, again, changed):
+        if rep.failed:
+            raise RuntimeError(f"ingest failed: {rep.errors}")
+    return {
+        "entries": len(entries), "new": first.new, "updated": first.updated, "status": first.status,
+        "first_s": t1 - t0, "reingest_s": t2 - t1, "reingest_status": again.status,
+        "reingest_changed_s": t4 - t3, "reingest_changed_status": changed.status,
+        "reingest_changed_unchanged": changed.unchanged, "feed_bytes": path.stat().st_size,
+    }
+
+
+def stage_match(kw: dict, now: datetime) -> dict:
+    from sqlalchemy import func, select
+
+    from digest.db import session_scope
+    from digest.match import Matcher, match_pending
+    from digest.models import TopicMatch
+    from digest.topics import load_topics
+
+    s = make_settings(kw)
+    config = load_topics(s.topics_file)
+    t0 = time.perf_counter()
+    matcher = Matcher(config)
+    with session_scope(s) as session:
+        n = match_pending(session, config, matcher, lookback_days=s.lookback_days, now=now)
+    t1 = time.perf_counter()
+    with session_scope(s) as session:
+        total = session.scalar(select(func.count()).select_from(TopicMatch).where(TopicMatch.matched_at >= now))
+    return {"papers": n, "topics": len(config.topics), "pairs": n * len(config.topics), "seconds": t1 - t0,
+            "matches": total}
+
+
+def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None, limit: int, out) -> None:
+    """Plan + render (send_pending with a null backend) in a fresh process: its peak RSS is the send's."""
+    try:
+        from digest.db import session_factory
+        from digest.deliver import open_backend
+        from digest.pipeline import plan_options
+        from digest.plan import plan_edition
+        from digest.render import Renderer
+        from digest.send import send_pending
+        from digest.topics import load_topics
+
+        s = make_settings(kw)
+        now, edition = datetime.fromisoformat(now_iso), date.fromisoformat(edition_iso)
+        config = load_topics(s.topics_file)
+        names = {t.id: t.name for t in config.topics}
+        make = session_factory(s)
+        rss0 = peak_rss_mb()
+        prof = None
+        if profile:
+            from pyinstrument import Profiler
+
+            prof = Profiler(interval=0.002)
+            prof.start()
+        t0 = time.perf_counter()
+        with make() as session:
+            plan = plan_edition(session, config.ids, plan_options(s), edition=edition, now=now)
+        t1 = time.perf_counter()
+        import threading
+
+        stop = threading.Event()
+        done = [0]
+
+        def on_sent(k: int) -> None:
+            done[0] += k
+            if limit and done[0] >= limit:
+                stop.set()
+
+        with open_backend(s) as backend:  # settings.delivery = "dry-run": serialises, sends nothing
+            report = send_pending(s, make, backend, Renderer(s), names, editions=None, stop=stop, on_sent=on_sent)
+        t2 = time.perf_counter()
+        rss_end = peak_rss_mb()  # before the profiler builds its report
+        if prof is not None:
+            prof.stop()
+            Path(profile).write_text(prof.output_html(), encoding="utf-8")
+            Path(profile + ".txt").write_text(prof.output_text(unicode=False, color=False, show_all=False),
+                                              encoding="utf-8")
+        out.send({
+            "planned": plan.planned, "empty": plan.empty, "already": plan.already, "groups": plan.groups,
+            "plan_s": t1 - t0, "render_s": t2 - t1, "rendered": report.sent, "render_failed": report.failed,
+            "render_errors": report.errors[:5], "backend_count": backend.sent,
+            "avg_message_bytes": backend.bytes / max(1, backend.sent),
+            "dry_run_duplicates": sum(c - 1 for c in backend.recipients.values() if c > 1),
+            "peak_rss_mb": rss_end,
+            "start_rss_mb": rss0, "profiled": bool(profile),
+        })
+    except BaseException as exc:  # report, do not hang the parent
+        import traceback
+
+        out.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). ru_maxrss is not used: on Linux it keeps the parent's
+    RSS across fork + exec, so a spawned child would report the generator's memory."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_in_child(target, *args, timeout: float = 7200) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    child.close()
+    if not parent.poll(timeout):
+        proc.terminate()
+        raise RuntimeError(f"{target.__name__} timed out")
+    result = parent.recv()
+    proc.join(60)
+    if "error" in result:
+        raise RuntimeError(f"{target.__name__}: {result['error']}\n{result.get('traceback', '')}")
+    return result
+
+
+def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_n: int, only_sample: bool,
+                   sink_conn_info, out) -> None:
+    """Re-queue `sample` digests of the edition, send them through the SMTP backend, and the baseline."""
+    try:
+        from sqlalchemy import select, update
+
+        from digest.db import session_factory
+        from digest.deliver import open_backend
+        from digest.edition import Recipient
+        from digest.message import build_message
+        from digest.models import Digest, DigestItem, Subscriber
+        from digest.plan import PlannedItem
+        from digest.render import Renderer
+        from digest.send import ContentBuilder, send_pending
+        from digest.topics import load_topics
+
+        s = make_settings(kw, delivery=f"smtp://127.0.0.1:{port}")
+        edition = date.fromisoformat(edition_iso)
+        config = load_topics(s.topics_file)
+        names = {t.id: t.name for t in config.topics}
+        make = session_factory(s)
+        with make() as session:
+            ids = list(session.scalars(select(Digest.id).where(Digest.edition == edition, Digest.status == "sent")
+                                       .order_by(Digest.id).limit(sample)))
+            emails = dict(session.execute(select(Subscriber.id, Subscriber.email).join(
+                Digest, Digest.subscriber_id == Subscriber.id).where(Digest.id.in_(ids))).all())
+            for start in range(0, len(ids), 900):
+                session.execute(update(Digest).where(Digest.id.in_(ids[start:start + 900])).values(
+                    status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0, message_id=None))
+            session.commit()
+            # one pre-rendered message for the baseline: the first sampled digest
+            d = session.get(Digest, ids[0])
+            sub = session.get(Subscriber, d.subscriber_id)
+            items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
+                     for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
+            builder = ContentBuilder(s, names)
+            builder.load(session, {i.paper_id for i in items})
+            content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
+            renderer = Renderer(s)
+            msg = build_message(s, content, renderer.render(content))
+        from email.policy import SMTP
+
+        payload = msg.as_bytes(policy=SMTP)
+        sender = "digest@bench.example"
+        out.send({"phase": "baseline-ready", "payload_bytes": len(payload)})
+        sink_conn_info.recv()  # parent reset the sink
+        t0 = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            for i in range(baseline_n):
+                smtp.sendmail(sender, [f"baseline{i}@bench.example"], payload)
+        t1 = time.perf_counter()
+        out.send({"phase": "baseline-done", "baseline_n": baseline_n, "baseline_s": t1 - t0})
+        sink_conn_info.recv()  # parent checked and reset the sink
+        t2 = time.perf_counter()
+        with open_backend(s) as backend:
+            # when the edition was only partly rendered (--render-limit), the rest is still planned:
+            # restrict this run to the sampled subscribers
+            report = send_pending(s, make, backend, Renderer(s), names, editions=None,
+                                  subscriber_ids=sorted(emails) if only_sample else None)
+        t3 = time.perf_counter()
+        out.send({"phase": "done", "sample": len(ids), "sent": report.sent, "failed": report.failed,
+                  "deferred": report.deferred, "errors": report.errors[:5], "deliver_s": t3 - t2,
+                  "emails": sorted(e.lower() for e in emails.values())})
+    except BaseException as exc:
+        import traceback
+
+        out.send({"phase": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+
+
+def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, only_sample: bool = False) -> dict:
+    from bench.sink import SinkProcess
+
+    ctx = mp.get_context("spawn")
+    with SinkProcess() as sink:
+        results, child_out = ctx.Pipe(duplex=False)
+        go_child, go = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_deliver_child,
+                           args=(kw, sink.port, edition.isoformat(), sample, baseline_n, only_sample, go_child, child_out))
+        proc.start()
+        child_out.close()
+
+        def expect(phase):
+            if not results.poll(7200):
+                raise RuntimeError("deliver child timed out")
+            msg = results.recv()
+            if msg.get("phase") == "error":
+                raise RuntimeError(f"deliver child: {msg['error']}\n{msg.get('traceback', '')}")
+            assert msg["phase"] == phase, msg
+            return msg
+
+        ready = expect("baseline-ready")
+        sink.reset()
+        go.send("go")
+        base = expect("baseline-done")
+        bstats = sink.stats()
+        sink.reset()
+        go.send("go")
+        log("  baseline done; delivering through send_pending ...")
+        done = expect("done")
+        stats = sink.stats()
+        proc.join(60)
+    per = Counter(stats["per_rcpt"])
+    duplicates = sum(c - 1 for c in per.values() if c > 1)
+    expected = set(done["emails"])
+    return {
+        "deliver_sample": done["sample"], "deliver_sent": done["sent"], "deliver_failed": done["failed"],
+        "deliver_deferred": done["deferred"], "deliver_errors": done["errors"], "deliver_s": done["deliver_s"],
+        "deliver_msgs_per_s": done["sent"] / done["deliver_s"] if done["deliver_s"] else 0.0,
+        "baseline_n": base["baseline_n"], "baseline_s": base["baseline_s"],
+        "baseline_msgs_per_s": base["baseline_n"] / base["baseline_s"],
+        "baseline_received": bstats["messages"], "payload_bytes": ready["payload_bytes"],
+        "sink_received": stats["messages"], "sink_bytes": stats["bytes"], "duplicates": duplicates,
+        "sink_recipients": len(per), "missing_recipients": len(expected - set(per)),
+        "unexpected_recipients": len(set(per) - expected),
+    }
+
+
+# -------------------------------------------------------------------------------- scenario
+
+def machine_info() -> dict:
+    return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "machine": platform.machine()}
+
+
+def run(args, log=print) -> dict:
+    n, T, P, D = args.subscribers, args.topics, args.papers, args.days
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=f"digest-bench-{n}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "config"
+    cfg.mkdir(exist_ok=True)
+    gen = Generator(args.seed, T)
+    (cfg / "topics.yaml").write_text(gen.topics_yaml(), encoding="utf-8")
+    db = work / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    kw = {"database_url": f"sqlite:///{db}", "delivery": "dry-run", "config_dir": cfg, "data_dir": work,
+          "secret_key": "bench", "public_url": "https://digest.bench.example", "from_addr":
+          "Paper Digest <digest@bench.example>", "lookback_days": 7, "ledger_keep_days": args.keep_days,
+          "section_cap": 10, "trending_count": 5, "send_empty": False, "smtp_rate": 0.0, "smtp_retries": 3,
+          "max_html_bytes": 100_000, "list_id": "bench.digest.example"}
+    from digest.db import get_engine
+    from digest.topics import load_topics
+
+    s = make_settings(kw)
+    get_engine(s.database_url)  # migrations
+    config = load_topics(s.topics_file)
+    now = datetime.now(timezone.utc).replace(hour=8, minute=0, second=0, microsecond=0)
+    result: dict = {"subscribers": n, "topics": T, "papers_per_day": P, "days": D,
+                    "ledger_keep_days": args.keep_days, "lookback_days": 7, "seed": args.seed,
+                    "history_item_days": args.history_item_days,
+                    "workdir": str(work), **machine_info()}
+
+    log(f"[N={n}] generating history: {D} days × {P} papers, {n} subscribers")
+    t0 = time.perf_counter()
+    hist = build_history(kw, gen, n_subs=n, n_papers=P, days=D, now=now, version=config.version, log=log,
+                         item_days=args.history_item_days)
+    day_papers = hist.pop("day_papers")
+    result.update(hist, setup_s=round(time.perf_counter() - t0, 1))
+    old = [p for k in range(1, min(D, 14) + 1) for p in day_papers[k]]
+
+    # 1. ingest (today's feed)
+    log("[1] ingest")
+    entries = feed_for_day(gen, P, old)
+    ing = stage_ingest(kw, work / "feed-day0.xml", entries, now - timedelta(hours=12), now - timedelta(hours=6, minutes=30))
+    result.update({
+        "ingest_entries": ing["entries"], "ingest_new": ing["new"], "ingest_updated": ing["updated"],
+        "ingest_s": ing["first_s"], "ingest_papers_per_s": ing["entries"] / ing["first_s"],
+        "reingest_s": ing["reingest_s"], "reingest_status": ing["reingest_status"],
+        "reingest_ratio": ing["reingest_s"] / ing["first_s"],
+        "reingest_changed_s": ing["reingest_changed_s"], "reingest_changed_ratio": ing["reingest_changed_s"] / ing["first_s"],
+        "reingest_changed_unchanged": ing["reingest_changed_unchanged"], "feed_bytes": ing["feed_bytes"],
+    })
+
+    # 2. match
+    log("[2] match")
+    m = stage_match(kw, now - timedelta(hours=6, minutes=30))
+    result.update({"match_papers": m["papers"], "match_pairs": m["pairs"], "match_s": m["seconds"],
+                   "match_pairs_per_s": m["pairs"] / m["seconds"], "match_assignments": m["matches"]})
+
+    # storage before the edition (the ledger as the previous edition's compaction left it)
+    compact(kw, now - timedelta(days=1))
+    size0 = db_size(kw)
+
+    # 3. plan + render
+    log("[3] plan + render (child process)")
+    ed = run_in_child(_edition_child, kw, now.isoformat(), now.date().isoformat(), args.profile, args.render_limit)
+    total = ed["plan_s"] + ed["render_s"]
+    result.update({
+        "planned": ed["planned"], "plan_empty": ed["empty"], "plan_groups": ed["groups"],
+        "plan_s": ed["plan_s"], "render_s": ed["render_s"], "rendered": ed["rendered"],
+        "render_failed": ed["render_failed"], "render_errors": ed["render_errors"],
+        "plan_digests_per_s": ed["planned"] / ed["plan_s"] if ed["plan_s"] else 0.0,
+        "render_digests_per_s": ed["rendered"] / ed["render_s"] if ed["render_s"] else 0.0,
+        "plan_render_digests_per_s": 1.0 / (ed["plan_s"] / ed["planned"] + ed["render_s"] / ed["rendered"])
+        if ed["planned"] and ed["rendered"] else 0.0,
+        "render_limit": args.render_limit or None,
+        "avg_message_bytes": round(ed["avg_message_bytes"]), "dry_run_duplicates": ed["dry_run_duplicates"],
+        "peak_rss_mb": ed["peak_rss_mb"], "child_start_rss_mb": ed["start_rss_mb"], "profiled": ed["profiled"],
+    })
+    if args.profile:
+        result["profile_file"] = args.profile
+
+    # 4. deliver
+    sample = min(args.deliver_sample, ed["rendered"]) if args.deliver_sample else ed["rendered"]
+    log(f"[4] deliver ({sample} digests) + smtplib baseline")
+    dl = stage_deliver(kw, now.date(), sample, min(args.baseline_messages, max(sample, 1)), log,
+                       only_sample=bool(args.render_limit))
+    result.update(dl)
+    result["deliver_ratio"] = dl["deliver_msgs_per_s"] / dl["baseline_msgs_per_s"] if dl["baseline_msgs_per_s"] else 0.0
+    result["deliver_sample_note"] = (
+        f"the first {sample} digests of the edition (by id) were re-queued and delivered over SMTP; "
+        f"{'all' if sample == ed['rendered'] else 'a sample of'} {ed['rendered']} rendered")
+
+    # 5. storage
+    removed = compact(kw, now)
+    size1 = db_size(kw)
+    result.update({"db_bytes": size1["file_bytes"], "db_bytes_per_edition": size1["file_bytes"] - size0["file_bytes"],
+                   "db_used_bytes_per_edition": size1["used_bytes"] - size0["used_bytes"],
+                   "digest_items_before": size0["digest_items"], "digest_items_after": size1["digest_items"],
+                   "compacted_items": removed})
+    editions = [{"edition": now.date().isoformat(), "file_growth": size1["file_bytes"] - size0["file_bytes"],
+                 "used_growth": size1["used_bytes"] - size0["used_bytes"], "digest_items": size1["digest_items"],
+                 "digests": size1["digests"], "compacted_items": removed}]
+    prev = size1
+    for e in range(1, args.editions):
+        t = now + timedelta(days=e)
+        log(f"[5] edition {e + 1}: ingest, match, plan + render, compact")
+        entries = feed_for_day(gen, P, old)
+        stage_ingest(kw, work / f"feed-day{e}.xml", entries, t - timedelta(hours=12), t - timedelta(hours=6, minutes=30))
+        stage_match(kw, t - timedelta(hours=6, minutes=30))
+        ed2 = run_in_child(_edition_child, kw, t.isoformat(), t.date().isoformat(), None, args.render_limit)
+        removed = compact(kw, t)
+        size = db_size(kw)
+        editions.append({"edition": t.date().isoformat(), "file_growth": size["file_bytes"] - prev["file_bytes"],
+                         "used_growth": size["used_bytes"] - prev["used_bytes"], "digest_items": size["digest_items"],
+                         "digests": size["digests"], "compacted_items": removed, "planned": ed2["planned"],
+                         "rendered": ed2["rendered"],
+                         "plan_render_digests_per_s": 1.0 / (ed2["plan_s"] / max(1, ed2["planned"])
+                                                             + ed2["render_s"] / max(1, ed2["rendered"]))})
+        prev = size
+        result["db_bytes"] = size["file_bytes"]
+    result["editions"] = editions
+    if len(editions) >= 2:
+        a, b = editions[-2]["used_growth"], editions[-1]["used_growth"]
+        result["ledger_growth_ratio"] = b / a if a else None
+        # per-paper rows must stay flat (compaction removes a day per day added); the per-digest
+        # rows (kept for history/stats by design) add a constant amount per edition
+        result["ledger_bounded"] = bool(editions[-1]["digest_items"] <= editions[0]["digest_items"] * 1.05)
+
+    # checks
+    result["correct"] = bool(dl["sink_received"] == dl["deliver_sent"] == sample and dl["duplicates"] == 0
+                             and dl["missing_recipients"] == 0 and dl["unexpected_recipients"] == 0
+                             and dl["baseline_received"] == dl["baseline_n"] and ed["render_failed"] == 0)
+    if not args.keep_workdir and not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+        result["workdir"] += " (removed)"
+    return result
+
+
+# -------------------------------------------------------------------------------- output
+
+def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
+    """(metric, measured, target, verdict)."""
+    def ok(b):
+        return "[green]met[/green]" if b else "[red]MISSED[/red]"
+
+    rows = [
+        ("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "≥ 2,000/s at N=100k",
+         ok(r["plan_render_digests_per_s"] >= TARGETS["plan_render_digests_per_s"]) if r["subscribers"] >= 100_000
+         else ("(indicative)" if r["plan_render_digests_per_s"] >= 2000 else "[yellow]below[/yellow] (indicative)")),
+        ("deliver ratio", f"{r['deliver_ratio']:.2f}", "≥ 0.80 × bare smtplib", ok(r["deliver_ratio"] >= 0.8)),
+        ("peak RSS (send)", f"{r['peak_rss_mb']:,.0f} MB", "< 1,024 MB", ok(r["peak_rss_mb"] < 1024)),
+        ("re-ingest (same bytes)", f"{r['reingest_ratio']:.1%}", "< 10%", ok(r["reingest_ratio"] < 0.10)),
+        ("re-ingest (rebuilt feed)", f"{r['reingest_changed_ratio']:.1%}", "< 10% (stricter reading)",
+         ok(r["reingest_changed_ratio"] < 0.10)),
+    ]
+    if "ledger_bounded" in r:
+        rows.append(("ledger bounded", f"items {r['editions'][0]['digest_items']:,} → {r['editions'][-1]['digest_items']:,}",
+                     "flat per edition", ok(r["ledger_bounded"])))
+    rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}",
+                 "equal, 0 duplicates", ok(r["correct"])))
+    return rows
+
+
+def print_results(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console()
+    t = Table(title=f"digest scale bench — N={r['subscribers']:,} subscribers, T={r['topics']}, P={r['papers_per_day']}, "
+                    f"D={r['days']} ({r['cpu_count']} CPUs, Python {r['python']})")
+    t.add_column("stage")
+    t.add_column("measure", justify="right")
+    t.add_column("detail")
+    t.add_row("setup", f"{r['setup_s']:.0f} s", f"{r['history_digests']:,} past digests, {r['history_items']:,} items "
+              f"({r['history_items_per_digest']} per digest)")
+    t.add_row("ingest", f"{r['ingest_papers_per_s']:,.0f} papers/s",
+              f"{r['ingest_entries']} entries, {r['ingest_s']:.2f} s ({r['ingest_new']} new, {r['ingest_updated']} updated)")
+    t.add_row("re-ingest same bytes", f"{r['reingest_ratio']:.1%}", f"{r['reingest_s'] * 1000:.0f} ms ({r['reingest_status']})")
+    t.add_row("re-ingest rebuilt feed", f"{r['reingest_changed_ratio']:.1%}", f"{r['reingest_changed_s']:.2f} s "
+              f"({r['reingest_changed_unchanged']} unchanged)")
+    t.add_row("match", f"{r['match_pairs_per_s']:,.0f} pairs/s",
+              f"{r['match_papers']} papers × {r['topics']} topics in {r['match_s']:.2f} s, {r['match_assignments']} assignments")
+    t.add_row("plan", f"{r['plan_digests_per_s']:,.0f} digests/s", f"{r['planned']:,} planned in {r['plan_s']:.1f} s "
+              f"({r['plan_groups']:,} groups, {r['plan_empty']:,} empty)")
+    t.add_row("render (send_pending, dry-run backend)", f"{r['render_digests_per_s']:,.0f} digests/s",
+              f"{r['rendered']:,} in {r['render_s']:.1f} s{' (profiled)' if r['profiled'] else ''}")
+    t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "")
+    t.add_row("deliver (send_pending → SMTP)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s",
+              f"{r['deliver_sent']:,} of sample {r['deliver_sample']:,} in {r['deliver_s']:.1f} s")
+    t.add_row("bare smtplib loop", f"{r['baseline_msgs_per_s']:,.0f} msgs/s",
+              f"{r['baseline_n']:,} × {r['payload_bytes']:,} B in {r['baseline_s']:.1f} s")
+    t.add_row("deliver ratio", f"{r['deliver_ratio']:.2f}", "")
+    t.add_row("peak RSS (plan + send process)", f"{r['peak_rss_mb']:,.0f} MB", f"at start {r['child_start_rss_mb']:.0f} MB")
+    t.add_row("database", f"{r['db_bytes'] / 1e6:,.1f} MB", "")
+    for e in r.get("editions", []):
+        t.add_row(f"edition {e['edition']}", f"{e['used_growth'] / 1e6:+,.2f} MB used",
+                  f"file {e['file_growth'] / 1e6:+,.2f} MB; items {e['digest_items']:,}; digests {e['digests']:,}; "
+                  f"compacted {e['compacted_items']:,}")
+    c.print(t)
+    v = Table(title="targets")
+    for col in ("target", "measured", "wanted", "verdict"):
+        v.add_column(col)
+    for row in verdicts(r):
+        v.add_row(*row)
+    c.print(v)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--subscribers", "-n", type=int, default=100_000, help="N subscribers (default 100000)")
+    p.add_argument("--topics", type=int, default=50, help="T topics (default 50)")
+    p.add_argument("--papers", type=int, default=1000, help="P new papers per day (default 1000)")
+    p.add_argument("--days", type=int, default=30, help="D past days already in the ledger (default 30)")
+    p.add_argument("--keep-days", type=int, default=8,
+                   help="settings.ledger_keep_days (default 8 = look-back 7 + 1, the smallest allowed)")
+    p.add_argument("--deliver-sample", type=int, default=5000,
+                   help="digests delivered over SMTP (0 = all; default 5000)")
+    p.add_argument("--baseline-messages", type=int, default=3000, help="messages of the bare smtplib loop")
+    p.add_argument("--editions", type=int, default=2, help="consecutive editions for the storage check (default 2)")
+    p.add_argument("--render-limit", type=int, default=0,
+                   help="stop send_pending after this many rendered digests (0 = the whole edition); the rest "
+                        "is released; the rate is per digest actually rendered")
+    p.add_argument("--history-item-days", type=int, default=None,
+                   help="insert digest_items only for the last K past days (default: the whole compaction window)")
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--json", dest="json_file", help="write the results as JSON here")
+    p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")
+    p.add_argument("--workdir", help="use this directory (kept) instead of a temporary one")
+    p.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())
+    _clean_env()
+    random.seed(args.seed)
+    t0 = time.perf_counter()
+    r = run(args, log=lambda m: print(m, file=sys.stderr, flush=True))
+    r["wall_s"] = round(time.perf_counter() - t0, 1)
+    print_results(r)
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(r, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0 if r["correct"] else 1
