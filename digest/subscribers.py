@@ -30,8 +30,8 @@ def normalise_email(value: str) -> str:
         info = validate_email((value or "").strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid email {value!r}: {exc}") from None
-    local, _, domain = info.normalized.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    # Local parts are case-sensitive in theory, never in practice: one person, one row.
+    return info.normalized.lower()
 
 
 def check_timezone(value: str | None) -> str:
