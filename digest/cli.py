@@ -95,7 +95,7 @@ def ingest(
 
     Examples:
       digest ingest
-      digest ingest --source arxiv-cs-cv
+      digest ingest --source sample-arxiv-cv
       digest ingest --from https://rss.arxiv.org/rss/cs.CV --kind arxiv
       digest ingest --from samples/hf-daily-day1.json
     """
