@@ -165,6 +165,7 @@ class Digest(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "edition", name="uq_digest_subscriber_edition"),
         Index("ix_digests_edition_status", "edition", "status"),
+        Index("ix_digests_status_id", "status", "id"),  # the claim query: status = ? ORDER BY id LIMIT n
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

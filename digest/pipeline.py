@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .db import session_factory, session_scope
 from .ingest import IngestReport, adhoc_spec, ingest_all
@@ -34,9 +34,19 @@ def _state(session, key: str) -> AppState | None:
 
 
 def _put_state(session, key: str, value: dict) -> None:
+    """Upsert one app_state row (two processes may write the same key at once)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    values = {"key": key, "value": value, "updated_at": datetime.now(timezone.utc)}
+    if dialect in ("sqlite", "postgresql"):
+        ins = (sqlite if dialect == "sqlite" else postgresql).insert(AppState).values(**values)
+        session.execute(ins.on_conflict_do_update(index_elements=["key"],
+                                                  set_={"value": ins.excluded.value,
+                                                        "updated_at": ins.excluded.updated_at}))
+        return
     row = session.get(AppState, key) or AppState(key=key)
-    row.value = value
-    row.updated_at = datetime.now(timezone.utc)
+    row.value, row.updated_at = value, values["updated_at"]
     session.add(row)
 
 
@@ -63,8 +73,7 @@ def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
     with session_scope(settings) as session:
         _put_state(session, "topics_valid", {"text": path.read_text(encoding="utf-8-sig"), "version": config.version,
                                              "at": datetime.now(timezone.utc).isoformat()})
-        if _state(session, "topics_error"):
-            session.delete(_state(session, "topics_error"))
+        session.execute(delete(AppState).where(AppState.key == "topics_error"))
     return config, None
 
 

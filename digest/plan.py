@@ -122,6 +122,58 @@ def plan_sections(cands: list[Candidate], topics: list[str], *, cap: int, trendi
     return items
 
 
+def _rank_key(tid: str):
+    return lambda c: (-c.scores[tid], -(c.hf_upvotes or 0), -c.first_seen_at.timestamp(), c.paper_id)
+
+
+class CandidateIndex:
+    """Candidates of one plan run indexed per topic, so a group only touches its topics' papers.
+
+    `by_topic[t]` holds (position in cands, candidate) pairs already in the section ranking order
+    of topic t; `hf` the positions of Hugging Face-listed candidates, in cands order.
+    """
+
+    def __init__(self, cands: list[Candidate]):
+        self.cands = cands
+        pos = {id(c): i for i, c in enumerate(cands)}
+        per_topic: dict[str, list[Candidate]] = defaultdict(list)
+        for c in cands:
+            for tid in c.scores:
+                per_topic[tid].append(c)
+        self.by_topic: dict[str, list[tuple[int, Candidate]]] = {
+            tid: [(pos[id(c)], c) for c in sorted(lst, key=_rank_key(tid))] for tid, lst in per_topic.items()}
+        self.hf = [i for i, c in enumerate(cands) if c.hf_listed_on is not None]
+
+    def sections(self, cut: int, topics: list[str], *, cap: int, trending: int) -> list[PlannedItem]:
+        """The same as plan_sections(cands[cut:], topics, ...), touching only the topics' papers."""
+        best: dict[int, tuple[str, float]] = {}  # candidate position -> (best topic, its score)
+        for tid in topics:  # topic order: on equal scores the earlier topic keeps the paper
+            for i, c in self.by_topic.get(tid, ()):
+                if i < cut:
+                    continue
+                score = c.scores[tid]
+                cur = best.get(i)
+                if cur is None or score > cur[1]:
+                    best[i] = (tid, score)
+        items: list[PlannedItem] = []
+        order = {t: i for i, t in enumerate(topics)}
+        for tid in sorted(order, key=order.__getitem__):  # as plan_sections orders its sections
+            pos = 0
+            for i, c in self.by_topic.get(tid, ()):
+                if i >= cut and best[i][0] == tid:
+                    items.append(PlannedItem(c.paper_id, tid, pos, pos < cap))
+                    pos += 1
+        if trending:
+            cands = self.cands
+            hf = [cands[i] for i in self.hf[bisect.bisect_left(self.hf, cut):] if i not in best]
+            if hf:
+                latest = max(c.hf_listed_on for c in hf)
+                top = sorted((c for c in hf if c.hf_listed_on == latest), key=lambda c: (-(c.hf_upvotes or 0), c.paper_id))
+                for pos, cand in enumerate(top[:trending]):
+                    items.append(PlannedItem(cand.paper_id, "trending", pos, True))
+        return items
+
+
 def _last_planned(session: Session, ids: list[int]) -> dict[int, datetime]:
     rows = session.execute(
         select(Digest.subscriber_id, func.max(Digest.planned_at))
@@ -163,6 +215,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
     seen_times = [c.first_seen_at for c in cands]
     warned: set[str] = set()
     group_cache: dict[tuple, list[PlannedItem]] = {}
+    index = CandidateIndex(cands)
 
     query = select(Subscriber.id, Subscriber.topics, Subscriber.timezone, Subscriber.frequency,
                    Subscriber.weekly_day, Subscriber.trending).where(Subscriber.status == "active")
@@ -204,7 +257,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             key = (tuple(topics), cut, cap, trending)
             items = group_cache.get(key)
             if items is None:
-                items = group_cache[key] = plan_sections(cands[cut:], topics, cap=cap, trending=trending)
+                items = group_cache[key] = index.sections(cut, topics, cap=cap, trending=trending)
             if not items and not (options.send_empty and cut < len(cands)):
                 report.empty += 1
                 continue

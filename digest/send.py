@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .edition import DigestContent, PaperItem, Recipient, Section
@@ -100,6 +100,13 @@ def _claimable(now: datetime, exclude: set[int]):
     return and_(cond, Digest.id.notin_(exclude)) if exclude else cond
 
 
+def _claimable_by_status(now: datetime):
+    """The claimable test split per status: each part can walk the (status, id) index."""
+    return (Digest.status == "planned",
+            and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS),
+            and_(Digest.status == "sending", Digest.lease_until < now))
+
+
 def reclaim_dead_local(session: Session, now: datetime) -> int:
     """Expire the leases of digests claimed by processes of this host that no longer run."""
     host = socket.gethostname()
@@ -125,15 +132,23 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
                 editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
                 exclude: set[int] | None = None) -> list[int]:
     now = datetime.now(timezone.utc)
-    query = select(Digest.id).where(_claimable(now, exclude or set()))
-    if editions:
-        query = query.where(Digest.edition.in_(editions))
-    if subscriber_ids is not None:
-        query = query.where(Digest.subscriber_id.in_(subscriber_ids))
-    query = query.order_by(Digest.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # One index-friendly query per claimable status (an OR across statuses scans the table);
+    # merging their first `limit` ids gives exactly the lowest `limit` claimable ids overall.
+    found: list[int] = []
+    for cond in _claimable_by_status(now):
+        query = select(Digest.id).where(cond)
+        if exclude:
+            query = query.where(Digest.id.notin_(exclude))
+        if editions:
+            query = query.where(Digest.edition.in_(editions))
+        if subscriber_ids is not None:
+            query = query.where(Digest.subscriber_id.in_(subscriber_ids))
+        query = query.order_by(Digest.id).limit(limit)
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        found.extend(session.scalars(query))
+    ids = sorted(found)[:limit]
     if not ids:
         session.rollback()
         return []
@@ -158,6 +173,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
     report = SendReport()
     builder = ContentBuilder(settings, topic_names)
     deferred_now: set[int] = set()
+    stmts = _statements()
     with session_factory() as session:
         reclaim_dead_local(session, datetime.now(timezone.utc))
         while True:
@@ -168,12 +184,13 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                               subscriber_ids=subscriber_ids, exclude=deferred_now)
             if not ids:
                 break
-            digests = {d.id: d for d in session.scalars(select(Digest).where(Digest.id.in_(ids)))}
-            subs = {s.id: s for s in session.scalars(select(Subscriber).where(
-                Subscriber.id.in_({d.subscriber_id for d in digests.values()})))}
+            conn = session.connection()
+            digests = {r.id: r for r in conn.execute(stmts.digests, {"ids": ids})}
+            subs = {r.id: _Sub(*r) for r in conn.execute(
+                stmts.subscribers, {"ids": list({d.subscriber_id for d in digests.values()})})}
             items: dict[int, list[PlannedItem]] = defaultdict(list)
-            for it in session.scalars(select(DigestItem).where(DigestItem.digest_id.in_(ids))):
-                items[it.digest_id].append(PlannedItem(it.paper_id, it.section, it.position, it.shown))
+            for digest_id, paper_id, section, position, shown in conn.execute(stmts.items, {"ids": ids}):
+                items[digest_id].append(PlannedItem(paper_id, section, position, shown))
             builder.load(session, {it.paper_id for lst in items.values() for it in lst})
             session.commit()
             for pos, did in enumerate(ids):
@@ -200,8 +217,9 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                 if result.ok:
                     _finish(session, did, worker, status="sent", message_id=msg["Message-ID"], subject=str(msg["Subject"]))
                     if sub.consecutive_failures:
-                        session.execute(update(Subscriber).where(Subscriber.id == sub.id).values(consecutive_failures=0))
+                        session.connection().execute(stmts.reset_failures, {"sid": sub.id})
                         session.commit()
+                        sub.consecutive_failures = 0
                     report.sent += 1
                     if on_sent:
                         on_sent(1)
@@ -209,7 +227,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                     _finish(session, did, worker, status="failed", error=result.error)
                     report.failed += 1
                     report.errors.append(f"{sub.email}: {result.error}")
-                    if _count_failure(session, sub.id, settings.bounce_after):
+                    if _count_failure(session, sub.id, settings.bounce_after, sub):
                         report.bounced += 1
                 else:
                     _finish(session, did, worker, status="deferred", error=result.error)
@@ -219,14 +237,63 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
     return report
 
 
+class _Sub:
+    """The subscriber columns the send loop needs (plain values, updated as the loop changes them)."""
+
+    __slots__ = ("id", "email", "name", "timezone", "status", "frequency", "consecutive_failures")
+
+    def __init__(self, id, email, name, timezone, status, frequency, consecutive_failures):
+        self.id, self.email, self.name, self.timezone = id, email, name, timezone
+        self.status, self.frequency, self.consecutive_failures = status, frequency, consecutive_failures
+
+
+class _Statements:
+    """Statements of the send loop, built once: executing them re-uses SQLAlchemy's compiled form."""
+
+    def __init__(self) -> None:
+        t = Digest.__table__
+        ids = bindparam("ids", expanding=True)
+        self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition).where(t.c.id.in_(ids))
+        s = Subscriber.__table__
+        self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
+                                  s.c.consecutive_failures).where(s.c.id.in_(bindparam("ids", expanding=True)))
+        i = DigestItem.__table__
+        self.items = select(i.c.digest_id, i.c.paper_id, i.c.section, i.c.position, i.c.shown).where(
+            i.c.digest_id.in_(bindparam("ids", expanding=True)))
+        self.reset_failures = update(s).where(s.c.id == bindparam("sid")).values(consecutive_failures=0)
+        self.finish: dict[tuple[bool, bool], object] = {}
+        for sent in (True, False):
+            for with_error in (True, False):
+                values = {"status": bindparam("status", type_=t.c.status.type), "lease_until": None}
+                if sent:
+                    values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
+                                  message_id=bindparam("message_id", type_=t.c.message_id.type),
+                                  subject=bindparam("subject", type_=t.c.subject.type), last_error=None)
+                if with_error:
+                    values["last_error"] = bindparam("last_error", type_=t.c.last_error.type)
+                self.finish[(sent, with_error)] = update(t).where(
+                    t.c.id == bindparam("did"), t.c.claimed_by == bindparam("worker")).values(**values)
+
+
+_STATEMENTS: _Statements | None = None
+
+
+def _statements() -> _Statements:
+    global _STATEMENTS
+    if _STATEMENTS is None:
+        _STATEMENTS = _Statements()
+    return _STATEMENTS
+
+
 def _finish(session: Session, did: int, worker: str, *, status: str, error: str | None = None,
             message_id: str | None = None, subject: str | None = None) -> None:
-    values = {"status": status, "lease_until": None}
-    if status == "sent":
-        values.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject, last_error=None)
+    sent = status == "sent"
+    params: dict = {"did": did, "worker": worker, "status": status}
+    if sent:
+        params.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject)
     if error is not None:
-        values["last_error"] = error[:2000]
-    session.execute(update(Digest).where(Digest.id == did, Digest.claimed_by == worker).values(**values))
+        params["last_error"] = error[:2000]
+    session.connection().execute(_statements().finish[(sent, error is not None)], params)
     session.commit()
 
 
@@ -236,12 +303,14 @@ def _release(session: Session, worker: str, ids: list[int]) -> None:
     session.commit()
 
 
-def _count_failure(session: Session, subscriber_id: int, bounce_after: int) -> bool:
-    sub = session.get(Subscriber, subscriber_id)
+def _count_failure(session: Session, subscriber_id: int, bounce_after: int, local: _Sub | None = None) -> bool:
+    sub = session.get(Subscriber, subscriber_id, populate_existing=True)
     sub.consecutive_failures = (sub.consecutive_failures or 0) + 1
     bounced = sub.consecutive_failures >= bounce_after and sub.status == "active"
     if bounced:
         sub.status = "bounced"
         log.warning("subscriber %s marked bounced after %d permanent failures", sub.email, sub.consecutive_failures)
     session.commit()
+    if local is not None:  # the send loop's copy follows the row
+        local.consecutive_failures, local.status = sub.consecutive_failures, sub.status
     return bounced
