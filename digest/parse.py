@@ -110,18 +110,24 @@ def parse_arxiv(body: bytes, source: str = "feed") -> ParseResult:
             result.fatal = f"{source}: not an RSS or Atom feed"
         return result
     feed_date = _struct_to_dt(feed.feed.get("published_parsed") or feed.feed.get("updated_parsed"))
-    for entry in feed.entries:
-        try:
-            record = _arxiv_entry(entry, feed_date, bool(feed.get("bozo")))
-        except Exception as exc:  # hostile entries must not stop the run
-            result.skipped["unreadable entry"] += 1
-            result.warnings.append(f"{source}: entry skipped: {type(exc).__name__}: {exc}")
-            continue
-        if isinstance(record, str):
-            result.skipped[record] += 1
-        else:
-            result.records.append(record)
+    broken = bool(feed.get("bozo"))
+    for index, entry in enumerate(feed.entries):
+        _collect(result, source, f"entry {index + 1}", lambda: _arxiv_entry(entry, feed_date, broken))
     return result
+
+
+def _collect(result: ParseResult, source: str, label: str, convert) -> None:
+    """Keep a record, or count why it was skipped; a hostile entry never stops the run."""
+    try:
+        record = convert()
+    except Exception as exc:
+        result.skipped["unreadable entry"] += 1
+        result.warnings.append(f"{source}: {label} skipped: {type(exc).__name__}: {exc}")
+        return
+    if isinstance(record, str):
+        result.skipped[record] += 1
+    else:
+        result.records.append(record)
 
 
 def _arxiv_entry(entry, feed_date: datetime | None, broken: bool = False) -> PaperRecord | str:
@@ -193,16 +199,7 @@ def parse_hf_daily(body: bytes, source: str = "hf-daily") -> ParseResult:
         result.fatal = f"{source}: expected a JSON list of daily papers"
         return result
     for index, item in enumerate(data):
-        try:
-            record = _hf_item(item)
-        except Exception as exc:
-            result.skipped["unreadable entry"] += 1
-            result.warnings.append(f"{source}: item {index} skipped: {type(exc).__name__}: {exc}")
-            continue
-        if isinstance(record, str):
-            result.skipped[record] += 1
-        else:
-            result.records.append(record)
+        _collect(result, source, f"item {index}", lambda: _hf_item(item))
     return result
 
 

@@ -93,37 +93,18 @@ def load_candidates(session: Session, since: datetime) -> list[Candidate]:
     return list(cands.values())
 
 
-def plan_sections(cands: list[Candidate], topics: list[str], *, cap: int, trending: int) -> list[PlannedItem]:
-    """Sections in the subscriber's topic order; each paper once, in its best-scoring topic."""
-    order = {t: i for i, t in enumerate(topics)}
-    buckets: dict[str, list[Candidate]] = defaultdict(list)
-    for cand in cands:
-        best = None
-        for tid in topics:
-            score = cand.scores.get(tid)
-            if score is not None and (best is None or score > cand.scores[best]):
-                best = tid
-        if best is not None:
-            buckets[best].append(cand)
-    items: list[PlannedItem] = []
-    taken: set[str] = set()
-    for tid in sorted(buckets, key=order.__getitem__):
-        ranked = sorted(buckets[tid], key=lambda c: (-c.scores[tid], -(c.hf_upvotes or 0), -c.first_seen_at.timestamp(), c.paper_id))
-        for pos, cand in enumerate(ranked):
-            items.append(PlannedItem(cand.paper_id, tid, pos, pos < cap))
-            taken.add(cand.paper_id)
-    if trending:
-        hf = [c for c in cands if c.hf_listed_on is not None and c.paper_id not in taken]
-        if hf:
-            latest = max(c.hf_listed_on for c in hf)
-            top = sorted((c for c in hf if c.hf_listed_on == latest), key=lambda c: (-(c.hf_upvotes or 0), c.paper_id))
-            for pos, cand in enumerate(top[:trending]):
-                items.append(PlannedItem(cand.paper_id, "trending", pos, True))
-    return items
-
-
 def _rank_key(tid: str):
+    """Section ranking: match score, then HF upvotes, then recency."""
     return lambda c: (-c.scores[tid], -(c.hf_upvotes or 0), -c.first_seen_at.timestamp(), c.paper_id)
+
+
+def _trending(hf: list[Candidate], n: int) -> list[PlannedItem]:
+    """Today's most upvoted Hugging Face papers (the latest listed day), whatever their topics."""
+    if not hf:
+        return []
+    latest = max(c.hf_listed_on for c in hf)
+    top = sorted((c for c in hf if c.hf_listed_on == latest), key=lambda c: (-(c.hf_upvotes or 0), c.paper_id))
+    return [PlannedItem(c.paper_id, "trending", pos, True) for pos, c in enumerate(top[:n])]
 
 
 class CandidateIndex:
@@ -145,7 +126,8 @@ class CandidateIndex:
         self.hf = [i for i, c in enumerate(cands) if c.hf_listed_on is not None]
 
     def sections(self, cut: int, topics: list[str], *, cap: int, trending: int) -> list[PlannedItem]:
-        """The same as plan_sections(cands[cut:], topics, ...), touching only the topics' papers."""
+        """Sections for candidates cands[cut:] in the subscriber's topic order; each paper once,
+        in its best-scoring topic (on equal scores the earlier topic keeps it)."""
         best: dict[int, tuple[str, float]] = {}  # candidate position -> (best topic, its score)
         for tid in topics:  # topic order: on equal scores the earlier topic keeps the paper
             for i, c in self.by_topic.get(tid, ()):
@@ -157,7 +139,7 @@ class CandidateIndex:
                     best[i] = (tid, score)
         items: list[PlannedItem] = []
         order = {t: i for i, t in enumerate(topics)}
-        for tid in sorted(order, key=order.__getitem__):  # as plan_sections orders its sections
+        for tid in sorted(order, key=order.__getitem__):
             pos = 0
             for i, c in self.by_topic.get(tid, ()):
                 if i >= cut and best[i][0] == tid:
@@ -165,12 +147,7 @@ class CandidateIndex:
                     pos += 1
         if trending:
             cands = self.cands
-            hf = [cands[i] for i in self.hf[bisect.bisect_left(self.hf, cut):] if i not in best]
-            if hf:
-                latest = max(c.hf_listed_on for c in hf)
-                top = sorted((c for c in hf if c.hf_listed_on == latest), key=lambda c: (-(c.hf_upvotes or 0), c.paper_id))
-                for pos, cand in enumerate(top[:trending]):
-                    items.append(PlannedItem(cand.paper_id, "trending", pos, True))
+            items += _trending([cands[i] for i in self.hf[bisect.bisect_left(self.hf, cut):] if i not in best], trending)
         return items
 
 
