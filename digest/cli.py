@@ -502,6 +502,21 @@ def stats(editions: int = typer.Option(7, "--editions", help="How many recent ed
         console.print(table)
 
 
+@app.command()
+def web(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+) -> None:
+    """Serve the subscriber pages: subscribe (double opt-in), confirm, preferences, unsubscribe.
+
+    Links in emails point at DIGEST_PUBLIC_URL; put this server (behind TLS) there.
+    Example: digest web --host 0.0.0.0 --port 8000
+    """
+    from .web import serve
+
+    serve(_settings(), host=host, port=port)
+
+
 # ------------------------------------------------------------------ entry point
 
 def main() -> None:
