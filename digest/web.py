@@ -18,7 +18,8 @@ Security: links carry HMAC tokens bound to subscriber and purpose (digest/tokens
 tokens expire. Every form carries a CSRF token that is an HMAC of a random cookie (double
 submit); the one-click POST is the only form-less write. The subscribe response is the same
 whatever the address's state (no enumeration); subscribing is rate-limited per address and per
-client IP in memory. Pages are Jinja2 with autoescape, no script at all, and strict headers.
+client IP in memory. Pages are Jinja2 with autoescape, no inline script (only the optional
+external /tz.js that preselects the browser's time zone), and strict headers.
 """
 from __future__ import annotations
 
