@@ -32,7 +32,6 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Protocol, Sequence
 
@@ -669,85 +668,3 @@ def make_matcher(config: TopicConfig, kind: str = "lexical"):
     from .semantic import make_matcher as _make
 
     return _make(config, kind)
-
-
-# --------------------------------------------------------------------------------------------
-# Stored papers
-# --------------------------------------------------------------------------------------------
-
-
-def match_pending(
-    session,
-    config: TopicConfig,
-    matcher: Matcher | None = None,
-    *,
-    lookback_days: int | None = None,
-    all_papers: bool = False,
-    batch_size: int = 500,
-    now: datetime | None = None,
-    version: str | None = None,
-) -> int:
-    """Match every stored paper whose ``matched_version`` is not ``config.version``.
-
-    Only papers first seen within ``2 * lookback_days`` days (default: the settings' value)
-    are considered, since older papers never appear in an edition; ``all_papers=True`` matches
-    every stored paper. For each paper its old :class:`TopicMatch` rows are replaced by the new
-    ones and ``matched_version`` is set, in bulk per batch. Returns the number of papers matched.
-    Idempotent: a second call with the same config does nothing.
-    """
-    from sqlalchemy import delete, insert, or_, select, update
-
-    from .models import Paper, TopicMatch, utcnow
-
-    matcher = matcher or Matcher(config)
-    version = version or config.version
-    query = select(Paper).where(or_(Paper.matched_version.is_(None), Paper.matched_version != version))
-    if not all_papers:
-        if lookback_days is None:
-            from .settings import get_settings
-
-            lookback_days = get_settings().lookback_days
-        since = (now or datetime.now(timezone.utc)) - timedelta(days=2 * lookback_days)
-        query = query.where(Paper.first_seen_at >= since)
-    query = query.order_by(Paper.id)
-    done = 0
-    while True:
-        papers = session.scalars(query.limit(batch_size)).all()
-        if not papers:
-            break
-        ids = [p.id for p in papers]
-        stamp = now or utcnow()
-        rows = []
-        for paper, assignments in zip(papers, matcher.match_many(papers)):
-            for a in assignments:
-                rows.append({"paper_id": paper.id, "topic_id": a.topic_id, "score": a.score,
-                             "matched": a.matched, "matched_at": stamp})
-        session.execute(delete(TopicMatch).where(TopicMatch.paper_id.in_(ids)))
-        if rows:
-            session.execute(insert(TopicMatch), rows)
-        session.execute(
-            update(Paper).where(Paper.id.in_(ids)).values(matched_version=version).execution_options(synchronize_session=False)
-        )
-        session.flush()
-        for paper in papers:
-            session.expire(paper, ["matched_version"])
-        done += len(ids)
-        if len(ids) < batch_size:
-            break
-    return done
-
-
-def paper_text(paper: Any) -> PaperText:
-    """A :class:`PaperText` from a stored paper or a dict."""
-    get = paper.get if isinstance(paper, dict) else lambda k, d=None: getattr(paper, k, d)
-    return PaperText(
-        id=str(get("id", "")),
-        title=get("title", "") or "",
-        abstract=get("abstract", "") or "",
-        authors=list(get("authors", None) or []),
-        categories=list(get("categories", None) or []),
-    )
-
-
-def match_many(matcher: Matcher, papers: Iterable[Any]) -> list[tuple[Any, list[Assignment]]]:
-    return [(p, matcher.match(p)) for p in papers]

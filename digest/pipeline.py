@@ -120,7 +120,7 @@ def match_version(settings: Settings, config: TopicConfig) -> str:
 
 
 def run_match(settings: Settings, config: TopicConfig) -> int:
-    from .match import match_pending
+    from .match_store import match_pending
 
     matcher = matcher_for(settings, config)
     with session_scope(settings) as session:

@@ -249,15 +249,20 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         except Exception:  # noqa: BLE001 - the page must look the same whatever happened
             log.exception("confirmation mail to %s failed", msg["To"])
 
-    def confirm_message(sub: Subscriber, names: dict[str, str]) -> EmailMessage:
+    def transactional(sub: Subscriber, subject: str, kind: str) -> EmailMessage:
+        """Headers of the one-off mails the pages send (not digests: no list headers)."""
         msg = EmailMessage()
         msg["From"] = settings.from_addr
         msg["To"] = recipient_address(sub.email, sub.name)
-        msg["Subject"] = f"Confirm your subscription to {sender_name}"
+        msg["Subject"] = subject
         msg["Date"] = format_datetime(datetime.now(timezone.utc))
         domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
-        msg["Message-ID"] = make_msgid("confirm", domain=domain)
+        msg["Message-ID"] = make_msgid(kind, domain=domain)
         msg["Auto-Submitted"] = "auto-generated"
+        return msg
+
+    def confirm_message(sub: Subscriber, names: dict[str, str]) -> EmailMessage:
+        msg = transactional(sub, f"Confirm your subscription to {sender_name}", "confirm")
         topic_list = "\n".join(f"  - {names.get(t, t)}" for t in sub.topics or [])
         days = max(1, round(confirm_ttl / 86400))
         url = tokens.confirm_url(settings, sub.id, ttl_seconds=confirm_ttl)
@@ -271,14 +276,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         return msg
 
     def already_message(sub: Subscriber) -> EmailMessage:
-        msg = EmailMessage()
-        msg["From"] = settings.from_addr
-        msg["To"] = recipient_address(sub.email, sub.name)
-        msg["Subject"] = f"You are already subscribed to {sender_name}"
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
-        domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
-        msg["Message-ID"] = make_msgid("subscribe", domain=domain)
-        msg["Auto-Submitted"] = "auto-generated"
+        msg = transactional(sub, f"You are already subscribed to {sender_name}", "subscribe")
         msg.set_content(
             f"Hello{(' ' + sub.name) if sub.name else ''},\n\n"
             f"someone (hopefully you) asked to subscribe {sub.email} to the {sender_name}. This address is already "
