@@ -268,7 +268,8 @@ def stage_match(kw: dict, now: datetime) -> dict:
     from sqlalchemy import func, select
 
     from digest.db import session_scope
-    from digest.match import Matcher, match_pending
+    from digest.match import Matcher
+    from digest.match_store import match_pending
     from digest.models import TopicMatch
     from digest.topics import load_topics
 

@@ -370,13 +370,19 @@ def send_now_cmd(
 
 @app.command()
 def run(
-    wait: bool = typer.Option(False, "--wait", help="If another scheduler holds the database lock, wait for it instead of exiting."),
+    wait: bool = typer.Option(True, "--wait/--no-wait",
+                              help="If another scheduler is the leader, stand by and take over when it dies "
+                                   "(default), or exit at once (--no-wait)."),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log one JSON object per line."),
 ) -> None:
-    """Run the scheduler: ingest on a cron, send each edition at the subscriber's local time.
+    """Run the scheduler: ingest on a cron, plan (and send) each edition at the subscriber's local time.
 
-    One scheduler per database (a lock in the database); SIGTERM/SIGINT finish the message in
-    flight and exit cleanly. Example: DIGEST_DELIVERY=smtp://mail:25 digest run
+    One leader per database (a lease row renewed every DIGEST_LEADER_LEASE_SECONDS/3 s); more
+    `digest run` instances stand by and take over within the lease time when the leader dies.
+    With DIGEST_SCHEDULER_SENDS=false it only plans and `digest worker` processes send.
+    SIGTERM/SIGINT finish the message in flight and exit cleanly.
+
+    Example: DIGEST_DELIVERY=smtp://mail:25 digest run
     """
     from .logs import setup_logging
     from .scheduler import DigestScheduler, SchedulerBusy
@@ -387,6 +393,33 @@ def run(
         DigestScheduler(s).run_forever(wait_for_lock=wait)
     except SchedulerBusy as exc:
         raise UserError(str(exc)) from None
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, max=64,
+                                    help="Worker processes to run (each claims its own batches)."),
+    once: bool = typer.Option(False, "--once", help="Exit when no planned digest is left instead of waiting for more."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Log one JSON object per line."),
+) -> None:
+    """Send planned digests: claim batches under a lease, render, deliver, mark each one sent.
+
+    Run any number of workers, on any number of machines, against one database (PostgreSQL
+    for more than one machine); the scheduler (`digest run` with DIGEST_SCHEDULER_SENDS=false)
+    plans the editions. A killed worker's digests are taken over when its lease
+    (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; at most the one
+    message it had in flight is sent twice. SIGTERM finishes the message in flight and exits.
+
+    Examples:
+      digest worker --concurrency 2
+      digest worker --once
+    """
+    from .logs import setup_logging
+    from .worker import run_workers
+
+    s = _settings()
+    setup_logging(json_logs or s.log_json, level=logging.INFO)
+    raise typer.Exit(run_workers(s, concurrency=concurrency, once=once, json_logs=json_logs or s.log_json))
 
 
 @app.command()

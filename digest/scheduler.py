@@ -4,7 +4,7 @@ Jobs (explicit ids, replace_existing, coalescing, deliberate misfire grace):
   ingest     cron (UTC, settings.ingest_cron): fetch sources, match new papers
   send-tick  every minute: plan and send the editions that are due in each subscriber's
              local time (default 08:00); catches up after downtime, never sends stale editions
-  heartbeat  every 20 s: renews the database lock that keeps other schedulers out
+  heartbeat  every lease/3 s: renews the leader lease that keeps other schedulers standing by
 
 The send decision is computed from the clock and the ledger, not from APScheduler's memory,
 so a scheduler that was down for an hour still sends today's edition when it comes back,
@@ -35,7 +35,6 @@ from .settings import Settings
 
 log = logging.getLogger("digest.scheduler")
 LOCK_NAME = "scheduler"
-LOCK_TTL = 60.0
 
 
 class SchedulerBusy(Exception):
@@ -104,23 +103,34 @@ class DigestScheduler:
         self._work = threading.Lock()  # ingest and send never overlap
 
     # ---- lock
-    def acquire_lock(self, wait: bool = False, poll: float = 5.0) -> None:
+    @property
+    def lease(self) -> float:
+        return float(self.settings.leader_lease_seconds)
+
+    def acquire_lock(self, wait: bool = False, poll: float | None = None) -> None:
+        """Become the leader; with `wait`, stand by until the leader's lease lapses."""
         make = session_factory(self.settings)
+        poll = poll or min(5.0, self.lease / 4)
+        announced = False
         while True:
             with make() as session:
-                if locks.acquire(session, LOCK_NAME, self.holder, LOCK_TTL):
+                if locks.acquire(session, LOCK_NAME, self.holder, self.lease):
                     return
                 held = locks.holder_of(session, LOCK_NAME)
-            if not wait or self.stop.is_set():
-                until = held.expires_at.isoformat(timespec="seconds") if held else "?"
+            until = held.expires_at.isoformat(timespec="seconds") if held else "?"
+            if not wait:
                 raise SchedulerBusy(
-                    f"another scheduler ({held.holder if held else '?'}) is running against this database "
-                    f"(its lock expires at {until} unless renewed); use --wait to take over when it stops")
-            time.sleep(poll)
+                    f"another scheduler ({held.holder if held else '?'}) is the leader on this database "
+                    f"(its lease expires at {until} unless renewed); without --no-wait this one stands by")
+            if not announced:
+                log.info("event=standby leader=%s lease_until=%s", held.holder if held else "?", until)
+                announced = True
+            if self.stop.wait(poll):
+                raise SchedulerBusy("stopped while standing by")
 
     def heartbeat(self) -> None:
         with session_factory(self.settings)() as session:
-            if not locks.acquire(session, LOCK_NAME, self.holder, LOCK_TTL):
+            if not locks.acquire(session, LOCK_NAME, self.holder, self.lease):
                 log.error("lost the scheduler lock; stopping")
                 self.stop.set()
 
@@ -165,6 +175,10 @@ class DigestScheduler:
                 totals["planned"] += plan.planned
                 totals["groups"] += 1
                 editions.add(group.edition)
+            if not self.settings.scheduler_sends:  # `digest worker` processes send
+                if totals["planned"]:
+                    log.info("event=planned %s", " ".join(f"{k}={v}" for k, v in totals.items()))
+                return totals
             if not editions and not self._pending(make):
                 return totals
             names = {t.id: t.name for t in config.topics}
@@ -206,8 +220,8 @@ class DigestScheduler:
         self.scheduler.add_job(self._safe(self.send_tick), IntervalTrigger(minutes=1), id="send-tick",
                                name="send due editions", replace_existing=True, misfire_grace_time=50,
                                coalesce=True, next_run_time=datetime.now(timezone.utc))
-        self.scheduler.add_job(self._safe(self.heartbeat), IntervalTrigger(seconds=20), id="heartbeat",
-                               name="renew scheduler lock", replace_existing=True, misfire_grace_time=10, coalesce=True)
+        self.scheduler.add_job(self._safe(self.heartbeat), IntervalTrigger(seconds=max(0.5, self.lease / 3)),
+                               id="heartbeat", name="renew the leader lease", replace_existing=True, misfire_grace_time=10, coalesce=True)
         self.scheduler.add_job(self._safe(self.record_status), IntervalTrigger(minutes=1), id="status",
                                name="record status", replace_existing=True, misfire_grace_time=50, coalesce=True,
                                next_run_time=datetime.now(timezone.utc))
@@ -219,23 +233,31 @@ class DigestScheduler:
                                               "at": datetime.now(timezone.utc).isoformat()})
 
     def run_forever(self, wait_for_lock: bool = False) -> None:
-        self.acquire_lock(wait=wait_for_lock)
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
-        log.info("event=scheduler-start holder=%s", self.holder)
         try:
-            self.add_jobs()
-            self.scheduler.start()
-            while not self.stop.wait(1.0):
-                pass
+            try:
+                self.acquire_lock(wait=wait_for_lock)
+            except SchedulerBusy:
+                if self.stop.is_set():  # stopped while standing by: a clean exit
+                    return
+                raise
+            log.info("event=scheduler-start holder=%s lease=%ss sends=%s", self.holder, self.lease,
+                     self.settings.scheduler_sends)
+            try:
+                self.add_jobs()
+                self.scheduler.start()
+                while not self.stop.wait(1.0):
+                    pass
+            finally:
+                log.info("event=scheduler-stopping")
+                # the send loop checks `stop` between messages: the one in flight finishes
+                if self.scheduler.running:
+                    self.scheduler.shutdown(wait=True)
+                with session_factory(self.settings)() as session:
+                    locks.release(session, LOCK_NAME, self.holder)
+                log.info("event=scheduler-stopped")
         finally:
-            log.info("event=scheduler-stopping")
-            # the send loop checks `stop` between messages: the one in flight finishes
-            if self.scheduler.running:
-                self.scheduler.shutdown(wait=True)
-            with session_factory(self.settings)() as session:
-                locks.release(session, LOCK_NAME, self.holder)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            log.info("event=scheduler-stopped")

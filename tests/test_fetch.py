@@ -35,8 +35,8 @@ def server():
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_backoff=0.01, http_timeout=1.0, http_retries=1)
+def settings(db_url) -> Settings:
+    return Settings(database_url=db_url, http_backoff=0.01, http_timeout=1.0, http_retries=1)
 
 
 def runs(settings) -> list[IngestRun]:
@@ -72,8 +72,8 @@ def test_user_agent_and_no_validators_on_first_request(server, settings):
     assert "gzip" in headers.get("accept-encoding", "")
 
 
-def test_custom_user_agent_is_sent(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", user_agent="lab-digest/2.0 (ops@example.org)")
+def test_custom_user_agent_is_sent(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, user_agent="lab-digest/2.0 (ops@example.org)")
     url = server.script("/f", Reply(200, RSS, RSS_TYPE))
     fetch(url, settings)
     assert server.requests("/f")[0].headers["User-Agent"] == "lab-digest/2.0 (ops@example.org)"
@@ -171,8 +171,8 @@ def test_429_is_retried(server, settings):
     assert fetch(url, settings).body == RSS
 
 
-def test_always_500_fails_after_retries_with_one_line(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_backoff=0.01, http_retries=2)
+def test_always_500_fails_after_retries_with_one_line(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, http_backoff=0.01, http_retries=2)
     url = server.script("/down", Reply(500, b"Internal Server Error"))
     with pytest.raises(FetchError) as err:
         fetch(url, settings)
@@ -187,8 +187,8 @@ def test_always_500_fails_after_retries_with_one_line(server, tmp_path):
     assert runs(settings)[-1].status == "failed"
 
 
-def test_backoff_doubles_between_attempts(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_backoff=0.1, http_retries=2)
+def test_backoff_doubles_between_attempts(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, http_backoff=0.1, http_retries=2)
     url = server.script("/down", Reply(502))
     with pytest.raises(FetchError):
         fetch(url, settings)
@@ -204,8 +204,8 @@ def test_404_is_not_retried(server, settings):
     assert len(server.requests("/gone")) == 1
 
 
-def test_slow_response_hits_the_timeout(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_timeout=0.5, http_retries=1,
+def test_slow_response_hits_the_timeout(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, http_timeout=0.5, http_retries=1,
                         http_backoff=0.01)
     url = server.script("/slow", Reply(200, RSS, RSS_TYPE, delay=3.0))
     started = time.monotonic()
@@ -217,8 +217,8 @@ def test_slow_response_hits_the_timeout(server, tmp_path):
     assert len(server.requests("/slow")) == 2
 
 
-def test_trickling_body_hits_the_timeout(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_timeout=0.5, http_retries=0)
+def test_trickling_body_hits_the_timeout(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, http_timeout=0.5, http_retries=0)
     url = server.script("/trickle", Reply(200, RSS, RSS_TYPE, chunk_delay=1.0))
     with pytest.raises(FetchError, match="timed out"):
         fetch(url, settings)
@@ -239,8 +239,8 @@ def test_connection_refused_is_one_clear_line(settings):
     assert "connection failed" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_oversize_declared_body_is_rejected(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", max_feed_bytes=1000)
+def test_oversize_declared_body_is_rejected(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, max_feed_bytes=1000)
     url = server.script("/big", Reply(200, RSS, RSS_TYPE))
     with pytest.raises(FetchError) as err:
         fetch(url, settings)
@@ -248,23 +248,23 @@ def test_oversize_declared_body_is_rejected(server, tmp_path):
     assert len(server.requests("/big")) == 1  # not retried
 
 
-def test_oversize_streamed_body_is_rejected(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", max_feed_bytes=1000)
+def test_oversize_streamed_body_is_rejected(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, max_feed_bytes=1000)
     url = server.script("/stream", Reply(200, RSS, RSS_TYPE, send_length=False))
     with pytest.raises(FetchError, match="over the 1000-byte limit"):
         fetch(url, settings)
 
 
-def test_gzip_bomb_is_rejected_by_decoded_size(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", max_feed_bytes=1_000_000)
+def test_gzip_bomb_is_rejected_by_decoded_size(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, max_feed_bytes=1_000_000)
     bomb = b"<rss>" + b" " * 20_000_000
     url = server.script("/bomb", Reply(200, bomb, RSS_TYPE, gzip=True))
     with pytest.raises(FetchError, match="over the 1000000-byte limit"):
         fetch(url, settings)
 
 
-def test_oversize_through_ingest(server, tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", max_feed_bytes=1000)
+def test_oversize_through_ingest(server, tmp_path, db_url):
+    settings = Settings(database_url=db_url, max_feed_bytes=1000)
     url = server.script("/big", Reply(200, RSS, RSS_TYPE))
     report = ingest_source(settings, SourceSpec(name="big", kind="arxiv", url=url))
     assert report.status == "failed" and "1000-byte limit" in report.errors[0]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,8 +23,8 @@ NOW2 = NOW1 + timedelta(days=1)
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path}/t.db", http_backoff=0.01, http_timeout=1.0)
+def settings(db_url) -> Settings:
+    return Settings(database_url=db_url, http_backoff=0.01, http_timeout=1.0)
 
 
 @pytest.fixture
@@ -60,26 +59,19 @@ def runs(settings) -> list[IngestRun]:
         return list(s.scalars(select(IngestRun).order_by(IngestRun.id)))
 
 
-def db_file(settings) -> str:
-    return settings.database_url.removeprefix("sqlite:///")
-
-
 def assert_consistent(settings) -> None:
-    con = sqlite3.connect(db_file(settings))
-    try:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-        orphans = con.execute(
-            "SELECT count(*) FROM paper_listings l LEFT JOIN papers p ON p.id = l.paper_id WHERE p.id IS NULL"
-        ).fetchone()[0]
-        assert orphans == 0
-        assert con.execute("SELECT count(*) FROM papers WHERE title IS NULL OR trim(title) = ''").fetchone()[0] == 0
-        unlisted = con.execute(
-            "SELECT count(*) FROM papers p WHERE NOT EXISTS (SELECT 1 FROM paper_listings l WHERE l.paper_id = p.id)"
-        ).fetchone()[0]
-        assert unlisted == 0
-    finally:
-        con.close()
+    from digest.db import get_engine
+
+    with get_engine(settings.database_url).connect() as con:
+        one = lambda sql: con.exec_driver_sql(sql).scalar()  # noqa: E731
+        if con.dialect.name == "sqlite":   # PostgreSQL checks pages and foreign keys itself
+            assert one("PRAGMA integrity_check") == "ok"
+            assert con.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        assert one("SELECT count(*) FROM paper_listings l LEFT JOIN papers p ON p.id = l.paper_id "
+                   "WHERE p.id IS NULL") == 0
+        assert one("SELECT count(*) FROM papers WHERE title IS NULL OR trim(title) = ''") == 0
+        assert one("SELECT count(*) FROM papers p WHERE NOT EXISTS "
+                   "(SELECT 1 FROM paper_listings l WHERE l.paper_id = p.id)") == 0
 
 
 CV_DAY1 = "arxiv-rss-cs.CV-2026-11-18.xml"
@@ -450,9 +442,17 @@ def test_a_record_the_database_rejects_rolls_back_the_whole_source(settings, fee
     path = feeds / "hf-daily-2026-11-18.json"
     victim = json.loads(path.read_text())[1]["paper"]["id"]
     with get_engine(settings.database_url).begin() as conn:  # the database itself refuses one row
-        conn.exec_driver_sql(
-            f"CREATE TRIGGER reject_one BEFORE INSERT ON papers WHEN NEW.id = '{victim}' "
-            "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END")
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER reject_one BEFORE INSERT ON papers WHEN NEW.id = '{victim}' "
+                "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END")
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION reject_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.id = '{victim}' THEN RAISE EXCEPTION 'rejected by test trigger'; END IF; "
+                "RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER reject_one BEFORE INSERT ON papers "
+                                 "FOR EACH ROW EXECUTE FUNCTION reject_one()")
     spec = adhoc_spec(str(path))
     report = ingest_source(settings, spec, now=NOW1)
     assert report.status == "failed"
@@ -511,8 +511,8 @@ def test_gigantic_entry_is_stored_capped(settings, tmp_path):
     assert len(p.abstract) <= 20_001 and p.abstract.endswith("…")
 
 
-def test_file_over_the_size_limit_is_refused(tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db", max_feed_bytes=1000)
+def test_file_over_the_size_limit_is_refused(tmp_path, db_url):
+    settings = Settings(database_url=db_url, max_feed_bytes=1000)
     report = ingest_source(settings, adhoc_spec(str(FEEDS / CV_DAY1)))
     assert report.status == "failed"
     assert "1000-byte limit" in report.errors[0]

@@ -123,7 +123,7 @@ def test_second_scheduler_refused_and_sigterm_exits_cleanly(settings):
             with make() as s:
                 return s.get(Lock, "scheduler") is not None
         assert _wait_for(locked), "first scheduler never took the lock"
-        second = subprocess.run([sys.executable, "-m", "digest.cli", "run"], env=env, capture_output=True,
+        second = subprocess.run([sys.executable, "-m", "digest.cli", "run", "--no-wait"], env=env, capture_output=True,
                                 text=True, timeout=60)
         assert second.returncode == 2
         assert "another scheduler" in second.stderr and "Traceback" not in second.stderr

@@ -1,0 +1,217 @@
+"""Several senders share one edition: `digest worker` processes, kill -9, concurrent planning,
+lease renewal, and scheduler leader failover. Real processes, a real SMTP server, and the
+database under test (SQLite or PostgreSQL)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from digest.db import session_factory, session_scope
+from digest.models import Digest, DigestItem, Lock
+from digest.plan import PlanOptions, plan_edition
+from digest.send import claim_batch, renew_lease
+from tests.factories import add_paper, add_subscriber, utc
+from tests.smtp_server import smtp_sink
+
+EDITION = date(2026, 11, 20)
+NOW = utc(2026, 11, 20, 7, 0)
+TOPICS = ["medical-segmentation", "vision-language", "efficient-attention"]
+TITLES = {"medical-segmentation": "A U-Net for tumor segmentation in CT, part {}",
+          "vision-language": "A vision-language model for visual question answering, part {}",
+          "efficient-attention": "Sparse attention for long context transformers, part {}"}
+
+
+@pytest.fixture
+def sink():
+    yield from smtp_sink()
+
+
+def _populate(settings, n: int) -> None:
+    with session_scope(settings) as s:
+        for i, tid in enumerate(TOPICS * 2):
+            # titles the matcher agrees with: `send-now` re-matches under the current config
+            add_paper(s, f"2611.{i:05d}", title=TITLES[tid].format(i), seen=NOW - timedelta(hours=3),
+                      matches={tid: 0.9 - i / 100})
+        for i in range(n):
+            add_subscriber(s, f"reader{i:05d}@example.org", [TOPICS[i % 3], TOPICS[(i + 1) % 3]])
+
+
+def _plan(settings) -> int:
+    with session_factory(settings)() as s:
+        return plan_edition(s, TOPICS, PlanOptions(), edition=EDITION, now=NOW).planned
+
+
+def _env(settings, sink, **extra) -> dict:
+    env = os.environ.copy()
+    env.update({"DIGEST_DELIVERY": sink.url, "DIGEST_SMTP_TIMEOUT": "10", **extra})
+    return env
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _statuses(settings) -> Counter:
+    with session_scope(settings) as s:
+        return Counter(dict(s.execute(select(Digest.status, func.count()).group_by(Digest.status)).all()))
+
+
+def test_four_workers_send_an_edition_once_even_when_one_is_killed(settings, sink):
+    n = 2000
+    _populate(settings, n)
+    assert _plan(settings) == n
+    env = _env(settings, sink, DIGEST_SEND_LEASE_SECONDS="30")
+    cmd = [sys.executable, "-m", "digest.cli", "worker", "--once"]
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    victim = workers[0]
+    try:
+        # kill -9 the first worker once it is sending (it holds a leased batch then)
+        def victim_sending():
+            with session_scope(settings) as s:
+                return s.scalar(select(func.count()).where(
+                    Digest.claimed_by.like(f"%:{victim.pid}:%"), Digest.status == "sent")) >= 20
+        assert _wait_for(victim_sending, 120), "the first worker never sent anything"
+        victim.send_signal(signal.SIGKILL)
+        for w in workers:
+            w.wait(timeout=300)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert victim.returncode == -signal.SIGKILL
+    for w in workers[1:]:
+        assert w.returncode == 0, w.stderr.read()
+
+    received = Counter(r for m in sink.messages for r in m.rcpt_tos)
+    expected = {f"reader{i:05d}@example.org" for i in range(n)}
+    assert set(received) == expected                      # nobody missed
+    twice = [r for r, c in received.items() if c > 1]
+    assert len(twice) <= 1, twice                         # at most the killed worker's in-flight one
+    assert max(received.values()) <= 2
+    assert _statuses(settings) == Counter({"sent": n})
+    with session_scope(settings) as s:                    # each message id belongs to one digest
+        ids = s.scalars(select(Digest.message_id)).all()
+    assert len(set(ids)) == n
+
+
+def test_two_send_now_runs_at_once_plan_and_send_each_digest_once(settings, sink):
+    n = 300
+    _populate(settings, n)
+    env = _env(settings, sink)
+    cmd = [sys.executable, "-m", "digest.cli", "send-now", "--no-ingest", "--edition", EDITION.isoformat()]
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [r.communicate(timeout=300) for r in runs]
+    for r, (out, errs) in zip(runs, outs):
+        assert r.returncode == 0, out + errs
+    received = Counter(r for m in sink.messages for r in m.rcpt_tos)
+    assert len(received) == n and set(received.values()) == {1}
+    with session_scope(settings) as s:
+        assert s.scalar(select(func.count()).select_from(Digest)) == n
+        # items were written once per digest, not once per planner
+        per_digest = s.execute(select(DigestItem.digest_id, func.count()).group_by(DigestItem.digest_id)).all()
+        assert len(per_digest) == n and {c for _, c in per_digest} == {4}
+
+
+def test_a_slow_sender_renews_its_lease_and_loses_rows_taken_after_expiry(settings):
+    _populate(settings, 3)
+    _plan(settings)
+    make = session_factory(settings)
+    lease = timedelta(seconds=30)
+    with make() as s:
+        mine = claim_batch(s, "host:1:slow", lease=lease)
+        assert len(mine) == 3
+        # one row's lease lapses and another sender takes it over
+        s.execute(update(Digest).where(Digest.id == mine[0]).values(lease_until=NOW - timedelta(days=1)))
+        s.commit()
+        theirs = claim_batch(s, "host:2:fast", lease=lease)
+        assert theirs == [mine[0]]
+        before = {d.id: d.lease_until for d in s.scalars(select(Digest).where(Digest.id.in_(mine[1:])))}
+        time.sleep(0.05)
+        lost = renew_lease(s, "host:1:slow", mine, lease)
+        assert lost == {mine[0]}
+        s.expire_all()
+        after = {d.id: d.lease_until for d in s.scalars(select(Digest).where(Digest.id.in_(mine[1:])))}
+        assert all(after[i] > before[i] for i in mine[1:])
+        assert s.get(Digest, mine[0]).claimed_by == "host:2:fast"
+
+
+def test_worker_sigterm_finishes_cleanly_and_releases_its_batch(settings, sink):
+    _populate(settings, 200)
+    _plan(settings)
+    env = _env(settings, sink, DIGEST_SMTP_RATE="20")      # slow enough to be stopped mid-edition
+    w = subprocess.Popen([sys.executable, "-m", "digest.cli", "worker"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: len(sink.messages) >= 5, 120)
+        w.send_signal(signal.SIGTERM)
+        _, errs = w.communicate(timeout=120)
+    finally:
+        if w.poll() is None:
+            w.kill()
+    assert w.returncode == 0, errs
+    statuses = _statuses(settings)
+    assert statuses["sending"] == 0                       # nothing left leased
+    assert statuses["sent"] == len(sink.messages) and statuses["planned"] == 200 - statuses["sent"]
+
+
+def _holder(settings) -> str | None:
+    with session_scope(settings) as s:
+        lock = s.get(Lock, "scheduler")
+        return lock.holder if lock else None
+
+
+def test_standby_scheduler_takes_over_when_the_leader_is_killed(settings):
+    env = os.environ.copy()
+    env.update({"DIGEST_LEADER_LEASE_SECONDS": "2", "DIGEST_SCHEDULER_SENDS": "false",
+                "DIGEST_INGEST_CRON": "0 0 1 1 *"})
+    cmd = [sys.executable, "-m", "digest.cli", "run"]
+    leader = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    standby = None
+    try:
+        assert _wait_for(lambda: (_holder(settings) or "").count(f":{leader.pid}:") == 1, 60)
+        standby = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)                                    # longer than the lease: renewals keep it
+        assert f":{leader.pid}:" in _holder(settings)
+        assert standby.poll() is None                    # standing by, not exited
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=30)
+        assert _wait_for(lambda: f":{standby.pid}:" in (_holder(settings) or ""), 30), "no takeover"
+        standby.send_signal(signal.SIGTERM)
+        _, errs = standby.communicate(timeout=60)
+        assert standby.returncode == 0, errs
+        assert "event=standby" in errs and "event=scheduler-start" in errs
+        assert _holder(settings) is None                 # released on a clean stop
+    finally:
+        for p in (leader, standby):
+            if p is not None and p.poll() is None:
+                p.kill()
+
+
+@pytest.mark.postgresql_only
+def test_postgres_claims_skip_rows_another_sender_has_locked(settings):
+    _populate(settings, 30)
+    _plan(settings)
+    make = session_factory(settings)
+    assert make().get_bind().dialect.name == "postgresql"
+    with make() as holder, make() as other:
+        locked = holder.scalars(select(Digest.id).order_by(Digest.id).limit(10).with_for_update()).all()
+        # `holder` keeps its row locks open; a claim must neither wait for nor take them
+        got = claim_batch(other, "host:9:other", lease=timedelta(seconds=60))
+        assert len(got) == 20 and not set(got) & set(locked)
+        holder.rollback()
+        rest = claim_batch(other, "host:9:other", lease=timedelta(seconds=60))
+        assert sorted(rest) == sorted(locked)
