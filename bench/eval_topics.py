@@ -1,19 +1,19 @@
 """Measure topic matching on a labelled JSON-lines file, next to a naive baseline.
 
     .venv/bin/python -m bench.eval_topics [--matcher lexical|semantic|both] [--papers labeled.jsonl]
-        [--topics topics.yaml] [--json out.json] [--no-split]
+        [--topics topics.yaml] [--json out.json] [--folds 5] [--repeats 3] [--no-split]
 
 Each labelled record has ``id``, ``title``, ``abstract`` and its gold topic ids under
 ``topics`` (or ``labels``). The matcher runs through the real ``digest classify`` command (a
 subprocess); the baseline (a topic is assigned when any of its keywords is a case-insensitive
-substring of title + abstract) runs in this process. A split-half check then tunes one global
-threshold shift on one half and measures it on the other (both ways), to show how much the
-defaults depend on the data they were checked on.
+substring of title + abstract) runs in this process. Those are full-set numbers with the defaults.
 
-``--matcher semantic`` (or ``both``) also runs ``digest classify --matcher semantic`` (the
-hybrid of digest/semantic.py) and, in this process, the semantic-only matcher; its split-half
-check tunes the hybrid's ``fallback_min`` (and the semantic-only ``min_similarity``) on one half
-and measures on the other. The halves are the same for every matcher (fixed seed).
+Held-out numbers: k-fold cross-validation of every fitted parameter. For each fold the grid
+point with the best micro-F1 on the other folds predicts the held-out fold; the pooled held-out
+predictions are scored (``--repeats`` shuffles, averaged). Lexical: the global threshold shift
+and the relative rule. ``--matcher semantic`` (or ``both``) also runs ``digest classify
+--matcher semantic`` (the hybrid of digest/semantic.py), cross-validates its four z rules, and
+in this process measures the semantic-only matcher (min_similarity, margin).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,28 +121,41 @@ def scores(records: list[dict], pred: dict[str, set[str]], topic_ids: list[str])
     return {"micro": micro, "macro": macro, "per_topic": per}
 
 
-def _halves(records: list[dict], seed: int = 13) -> list[list[dict]]:
-    rng = random.Random(seed)
-    shuffled = records[:]
-    rng.shuffle(shuffled)
-    return [shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :]]
+def _folds(n: int, k: int, seed: int) -> list[list[int]]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
 
 
 def _paper(r: dict) -> PaperText:
     return PaperText(r["id"], r["title"], r.get("abstract", ""), r.get("authors") or [], r.get("categories") or [])
 
 
-def _tune(records: list[dict], topic_ids: list[str], candidates: list, predict, default, seed: int = 13) -> dict:
-    """Pick the candidate with the best micro-F1 on one half, measure it on the other, both ways
-    (ties go to the candidate nearest the default)."""
-    halves = _halves(records, seed)
-    out = {}
-    for name, (tune, test) in {"A->B": (halves[0], halves[1]), "B->A": (halves[1], halves[0])}.items():
-        f1 = lambda recs, c: scores(recs, predict(recs, c), topic_ids)["micro"]["f1"]  # noqa: E731
-        best = max(candidates, key=lambda c: (f1(tune, c), -_distance(c, default)))
-        out[name] = {"chosen": best, "tune_micro_f1": f1(tune, best), "test_micro_f1": f1(test, best),
-                     "test_micro_f1_defaults": f1(test, default)}
-    return out
+def kfold(records: list[dict], topic_ids: list[str], grid: list, predictions: dict, default,
+          k: int = 5, repeats: int = 3) -> dict:
+    """K-fold cross-validation of a parameter choice: for each fold, the grid point with the best
+    micro-F1 on the other folds (ties: nearest the default) predicts the held-out fold. The
+    held-out predictions of all folds are pooled and scored; repeated with ``repeats`` shuffles.
+    ``predictions[g]`` holds every paper's topics under grid point g (computed once, so folds are cheap)."""
+    ids = [r["id"] for r in records]
+    runs, chosen = [], []
+    for seed in range(repeats):
+        held: dict[str, set[str]] = {}
+        for fold in _folds(len(records), k, seed):
+            train = [records[i] for i in range(len(records)) if i not in set(fold)]
+            best = max(grid, key=lambda g: (scores(train, predictions[g], topic_ids)["micro"]["f1"], -_distance(g, default)))
+            chosen.append(best)
+            held.update({ids[i]: predictions[best][ids[i]] for i in fold})
+        runs.append(scores(records, held, topic_ids))
+    mean = {a: {m: sum(r[a][m] for r in runs) / len(runs) for m in ("precision", "recall", "f1")} for a in ("micro", "macro")}
+    per_topic = {t: {"f1": sum(r["per_topic"][t]["f1"] for r in runs) / len(runs)} for t in topic_ids}
+    counts: dict = {}
+    for c in chosen:
+        counts[c] = counts.get(c, 0) + 1
+    return {"folds": k, "repeats": repeats, "grid_size": len(grid), "micro": mean["micro"], "macro": mean["macro"],
+            "micro_f1_runs": [r["micro"]["f1"] for r in runs], "per_topic": per_topic,
+            "chosen": sorted(counts.items(), key=lambda kv: -kv[1]), "default": default,
+            "full_set_default": scores(records, predictions[default], topic_ids)["micro"]["f1"]}
 
 
 def _distance(a, b) -> float:
@@ -150,40 +164,51 @@ def _distance(a, b) -> float:
     return abs(a - b)
 
 
-def split_half(records: list[dict], config, seed: int = 13) -> dict:
-    """Lexical: tune a global threshold shift on one half, measure on the other, and the reverse."""
-    shifts = [round(-0.2 + 0.05 * i, 2) for i in range(9)]
+def kfold_lexical(records: list[dict], config, k: int, repeats: int) -> dict:
+    """Lexical: the global threshold shift and the relative rule, chosen on the training folds."""
     topic_ids = [t.id for t in config.topics]
+    default = MatchParams()
+    grid = [(round(-0.15 + 0.05 * i, 2), round(0.3 + 0.05 * j, 2)) for i in range(7) for j in range(7)]
+    papers = [_paper(r) for r in records]
+    predictions = {}
+    for shift, rel in grid:
+        m = Matcher(config, MatchParams(threshold_shift=shift, relative=rel))
+        predictions[(shift, rel)] = {p.id: {a.topic_id for a in m.match(p)} for p in papers}
+    return kfold(records, topic_ids, grid, predictions, (default.threshold_shift, default.relative), k, repeats)
 
-    def predict(recs, shift):
-        m = Matcher(config, MatchParams(threshold_shift=shift))
-        return {r["id"]: {a.topic_id for a in m.match(_paper(r))} for r in recs}
 
-    return _tune(records, topic_ids, shifts, predict, 0.0, seed)
+def kfold_semantic(records: list[dict], hybrid, only, k: int, repeats: int) -> dict[str, dict]:
+    """Hybrid: its four z rules; semantic only: (min_similarity, margin). Calibration uses every
+    paper's embedding but no label, as the day's papers would."""
+    from digest.semantic import decide_hybrid, decide_semantic_only
 
-
-def split_half_semantic(records: list[dict], hybrid, only, seed: int = 13) -> dict[str, dict]:
-    """Hybrid: tune fallback_min; semantic only: tune (min_similarity, margin)."""
     topic_ids = [t.id for t in hybrid.config.topics]
-    by_id = {r["id"]: _paper(r) for r in records}
-
-    def predictor(base):
-        def predict(recs, value):
-            m = base.with_params(**value) if isinstance(value, dict) else value
-            got = m.match_many([by_id[r["id"]] for r in recs])
-            return {r["id"]: {a.topic_id for a in assigned} for r, assigned in zip(recs, got)}
-        return predict
-
-    hy = hybrid.params
-    fallbacks = [round(0.35 + 0.05 * i, 2) for i in range(5)]
-    pred_h = predictor(hybrid)
-    out = {"semantic (hybrid)": _tune(records, topic_ids, fallbacks,
-                                      lambda recs, v: pred_h(recs, {"fallback_min": v}), hy.fallback_min, seed)}
+    papers = [_paper(r) for r in records]
+    sims = hybrid.similarities(papers)
+    mu, sd = hybrid.calibration()
+    zs = [[float(x) for x in (row - mu) / sd] for row in sims]
+    rows = [[float(x) for x in row] for row in sims]
+    lex = hybrid.lexical
+    cands = [lex.candidates(p) for p in papers]
+    vetoed = [{ti for ti, ev in lex.evidence(p).items() if ev.vetoed_by} for p in papers]
+    hp = hybrid.params
+    default = (hp.rescue_z, hp.drop_secondary_z, hp.drop_primary_z, hp.fallback_z)
+    grid = [(r, s, pr, f) for r in (0.5, 1.0, 1.5, 99.0) for s in (-99.0, -1.0, -0.5, 0.0)
+            for pr in (-99.0, -0.5, 0.0) for f in (2.0, 2.5, 3.0, 99.0)]
+    predictions = {}
+    for g in grid:
+        params = replace(hp, rescue_z=g[0], drop_secondary_z=g[1], drop_primary_z=g[2], fallback_z=g[3])
+        predictions[g] = {p.id: {a.topic_id for a in decide_hybrid(params, hybrid.topics, row, z, c, lambda v=v: v)}
+                          for p, row, z, c, v in zip(papers, rows, zs, cands, vetoed)}
+    out = {"semantic (hybrid)": kfold(records, topic_ids, grid, predictions, default, k, repeats)}
+    op = only.params
     grid = [(round(0.30 + 0.02 * i, 2), m) for i in range(10) for m in (0.0, 0.04, 0.08, 0.12)]
-    pred_o = predictor(only)
-    out["semantic only"] = _tune(records, topic_ids, grid,
-                                 lambda recs, v: pred_o(recs, {"min_similarity": v[0], "margin": v[1]}),
-                                 (only.params.min_similarity, only.params.margin), seed)
+    predictions = {}
+    for g in grid:
+        params = replace(op, min_similarity=g[0], margin=g[1])
+        predictions[g] = {p.id: {a.topic_id for a in decide_semantic_only(params, only.topics, row)}
+                          for p, row in zip(papers, rows)}
+    out["semantic only"] = kfold(records, topic_ids, grid, predictions, (op.min_similarity, op.margin), k, repeats)
     return out
 
 
@@ -194,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matcher", choices=("lexical", "semantic", "both"), default="lexical",
                     help="which matcher(s) to measure next to the baseline (semantic needs the 'semantic' extra)")
     ap.add_argument("--json", type=Path, help="write the numbers to this file")
-    ap.add_argument("--no-split", action="store_true", help="skip the split-half check")
+    ap.add_argument("--folds", type=int, default=5, help="k-fold cross-validation of the fitted parameters (0: skip)")
+    ap.add_argument("--repeats", type=int, default=3, help="k-fold runs, each with another shuffle")
+    ap.add_argument("--no-split", action="store_true", help="same as --folds 0")
     args = ap.parse_args(argv)
+    if args.no_split:
+        args.folds = 0
 
     from rich.console import Console
     from rich.table import Table
@@ -229,51 +258,64 @@ def main(argv: list[str] | None = None) -> int:
                                           topic_ids)
     results["baseline (substring)"] = scores(records, baseline(records, config), topic_ids)
 
-    summary = Table(title=f"{len(records)} papers, {len(topic_ids)} topics ({args.papers.name})")
+    held: dict[str, dict] = {}
+    if args.folds > 1:
+        if "lexical" in results:
+            held["lexical"] = kfold_lexical(records, config, args.folds, args.repeats)
+        if hybrid is not None:
+            held.update(kfold_semantic(records, hybrid, only, args.folds, args.repeats))
+
+    summary = Table(title=f"{len(records)} papers, {len(topic_ids)} topics ({args.papers.name}): full set, defaults")
     for col in ("", "micro P", "micro R", "micro F1", "macro P", "macro R", "macro F1"):
         summary.add_column(col, justify="right" if col else "left")
     for name, s in results.items():
         summary.add_row(name, *(f"{s[a][k]:.3f}" for a in ("micro", "macro") for k in ("precision", "recall", "f1")))
+    for name, h in held.items():
+        summary.add_row(f"{name} ({h['folds']}-fold held-out)",
+                        *(f"{h[a][k]:.3f}" for a in ("micro", "macro") for k in ("precision", "recall", "f1")))
     console.print(summary)
 
-    per = Table(title="Per topic (F1; P/R for the first matcher)")
+    per = Table(title="Per topic (F1; P/R for the first matcher; (k-fold) = held-out)")
     first = next(iter(results))
     per.add_column("topic")
     per.add_column("gold", justify="right")
     per.add_column(f"{first} P/R", justify="right")
     for name in results:
         per.add_column(name, justify="right")
+    for name in held:
+        per.add_column(f"{name} (k-fold)", justify="right")
     for t in topic_ids:
         c = results[first]["per_topic"][t]
         per.add_row(t, str(c["tp"] + c["fn"]), f"{c['precision']:.2f}/{c['recall']:.2f}",
-                    *(f"{results[n]['per_topic'][t]['f1']:.2f}" for n in results))
+                    *(f"{results[n]['per_topic'][t]['f1']:.2f}" for n in results),
+                    *(f"{held[n]['per_topic'][t]['f1']:.2f}" for n in held))
     console.print(per)
 
     result = {"papers": str(args.papers), "topics": str(args.topics), "n": len(records), "matchers": results,
               "timing": timing}
     if "lexical" in results:  # the old keys, for existing readers of --json
         result["matcher"], result["baseline"] = results["lexical"], results["baseline (substring)"]
-    if not args.no_split:
-        halves: dict[str, dict] = {}
-        if "lexical" in results:
-            halves["lexical (threshold shift)"] = split_half(records, config)
-        if hybrid is not None:
-            halves.update(split_half_semantic(records, hybrid, only))
-        result["split_half"] = halves
-        sh = Table(title="Split-half (seed 13): tuned on one half, measured on the other")
-        for col in ("matcher", "direction", "chosen", "tune micro F1", "test micro F1", "test micro F1 (defaults)"):
-            sh.add_column(col, justify="left" if col == "matcher" else "right")
-        for matcher, both in halves.items():
-            for name, h in both.items():
-                chosen = h["chosen"]
-                chosen = ", ".join(f"{x:g}" for x in chosen) if isinstance(chosen, tuple) else f"{chosen:+g}"
-                sh.add_row(matcher, name, chosen, f"{h['tune_micro_f1']:.3f}", f"{h['test_micro_f1']:.3f}",
-                           f"{h['test_micro_f1_defaults']:.3f}")
-        console.print(sh)
+    if held:
+        result["kfold"] = held
+        kt = Table(title=f"{args.folds}-fold cross-validation x {args.repeats}: parameters chosen on the other folds")
+        for col in ("matcher", "grid", "full set F1 (defaults)", "held-out micro F1 (runs)", "held-out macro F1",
+                    "defaults", "chosen (times)"):
+            kt.add_column(col, justify="left" if col in ("matcher", "chosen (times)") else "right")
+        for name, h in held.items():
+            fmt = lambda g: "/".join(f"{x:g}" for x in g) if isinstance(g, tuple) else f"{g:g}"  # noqa: E731
+            kt.add_row(name, str(h["grid_size"]), f"{h['full_set_default']:.3f}",
+                       f"{h['micro']['f1']:.3f} ({', '.join(f'{x:.3f}' for x in h['micro_f1_runs'])})",
+                       f"{h['macro']['f1']:.3f}", fmt(h["default"]),
+                       ", ".join(f"{fmt(g)} ({n})" for g, n in h["chosen"][:3]))
+        console.print(kt)
     console.print("  ".join(f"{k}: {v:,.1f}" for k, v in timing.items()))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=sorted), encoding="utf-8")
+        args.json.write_text(json.dumps(result, indent=2, default=_jsonable), encoding="utf-8")
     return 0
+
+
+def _jsonable(obj):
+    return sorted(obj) if isinstance(obj, set) else list(obj)
 
 
 if __name__ == "__main__":

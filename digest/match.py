@@ -5,9 +5,10 @@ How a (paper, topic) pair is scored
 Text is split into tokens (words; hyphenated compounds are split into their parts and also
 kept joined, letters and digits are split: ``ResNet50`` -> ``ResNet 50``) and every token is
 reduced to a light stem (``segmentation``, ``segmenting``, ``segmented`` -> ``segment``;
-``tumours`` -> ``tumor``). Phrases from the topic are stemmed the same way, so a phrase matches
+``tumours`` -> ``tumor``; ``pathology``, ``pathological``, ``pathologist`` -> ``patholog``; a keyword
+``ophthalmology`` also finds its adjective ``ophthalmic``). Phrases from the topic are stemmed the same way, so a phrase matches
 a run of stems at word boundaries, in any of these spellings: ``vision-language`` /
-``vision language`` / ``visionlanguage``. A keyword written mostly in capitals (``ECG``,
+``vision language`` / ``visionlanguage`` / ``vision-and-language``. A keyword written mostly in capitals (``ECG``,
 ``OCT``, ``WSI``, ``ViT``, ``fMRI``) is an acronym and matches only the same capitals (plural
 ``ECGs`` included): never ``oct`` in "October" or an ordinary lowercase word.
 
@@ -16,7 +17,9 @@ Evidence, each worth a weight:
 * a keyword in the title (strongest), in the abstract (more for repeated mentions);
 * a keyword of several words whose words all occur in one sentence, in any order (weaker);
 * salient terms taken from the topic's description and name (much weaker: they only tip a
-  paper over the threshold together with other evidence);
+  paper over the threshold together with other evidence). A list shares its noun ("sparse or
+  linear attention", "decoding or encoding brain activity"), and a compound is kept whole next
+  to its head ("token reduction" and "reduction");
 * one of the topic's arXiv categories (weak; primary category more than cross-lists).
 
 Evidence adds up to ``E`` and the score is ``1 - exp(-E)`` in [0, 1); the pair is assigned
@@ -39,6 +42,7 @@ from .topics import Topic, TopicConfig
 
 __all__ = [
     "Assignment",
+    "Candidate",
     "MatchParams",
     "Matcher",
     "PaperText",
@@ -83,7 +87,7 @@ GENERIC = frozenset(
     alternatives what learn learns""".split()
 )
 
-_ADJECTIVE_RE = re.compile(r"(?:al|ar|ic|ive|ous|ent|ant|ful|less|ible|able)$")
+_ADJECTIVE_RE = re.compile(r"(?:al|ar|ic|ive|ous|ent|ant|ful|less|ible|able|ing)$")
 _ADJECTIVES = frozenset("sparse dense long short fast slow deep shallow wide narrow light heavy".split())
 
 _HYPHENS = "-\u2010\u2011\u2012\u2013\u2212"
@@ -109,6 +113,9 @@ _SUFFIXES = (
 )
 
 
+_OLOGY_RE = re.compile(r"(?<=..)olog(?:y|ical|ic|ist)$")
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A light, deterministic English stemmer (same rules for phrases and texts)."""
@@ -123,6 +130,9 @@ def stem(word: str) -> str:
         w = w[:-1]
     if w.endswith("our") and len(w) > 5:  # tumour -> tumor, colour -> color
         w = w[:-3] + "or"
+    root = _OLOGY_RE.sub("olog", w)  # pathology / pathological / pathologist: one family
+    if root != w:
+        return root
     for suffix, replacement, shortest in _SUFFIXES:
         if w.endswith(suffix) and len(w) - len(suffix) >= shortest:
             w = w[: -len(suffix)] + replacement
@@ -219,9 +229,15 @@ class _Index:
                     if _is_acronym(cap):
                         self.caps.setdefault(cap, []).append(p)
                 if len(parts) > 1:
-                    joined = stem("".join(parts).lower())
-                    self.compound.setdefault(joined, []).append(start)
-                    self.sent_sets.setdefault(joined, set()).add(sid)
+                    forms = ["".join(parts)]
+                    if len(parts) > 2:  # "vision-and-language" also reads as "vision-language"
+                        content = [q for q in parts if q.lower() not in STOPWORDS]
+                        if 1 < len(content) < len(parts):
+                            forms.append("".join(content))
+                    for form in forms:
+                        joined = stem(form.lower())
+                        self.compound.setdefault(joined, []).append(start)
+                        self.sent_sets.setdefault(joined, set()).add(sid)
             if sid == 0:
                 self.title_len = len(self.stems)
         self.n_sentences = len(sentences)
@@ -407,18 +423,30 @@ def _salient_terms(text: str) -> list[str]:
         for segment in _DESC_SPLIT_RE.split(piece):
             term = _clean_term(segment) if segment else None
             if term:
+                # a compound whose head alone is left ('token reduction' -> 'reduction') is kept
+                # whole as well: the compound is the specific term, the head the broader one
+                whole = " ".join(w for w in segment.split() if w.lower() not in STOPWORDS)
+                if " " not in term and 1 < len(whole.split()) <= 3:
+                    items.append(whole)
                 items.append(term)
     pending: list[str] = []
     for term in items:
         if _is_modifier(term):
             pending.append(term)
             continue
-        if pending and " " in term:
-            head = term.split()[-1]
-            for mod in pending:
-                out.append(f"{mod.lower()} {head}")
+        words = term.split()
+        for mod in pending:
+            # a list shares its noun: 'sparse or linear attention', 'decoding or encoding brain activity';
+            # a lone gerund ('pruning') is a noun unless the next item starts with one too
+            if len(words) > 1 and _is_modifier(words[0]) and mod.lower().endswith("ing") == words[0].lower().endswith("ing"):
+                out.append(f"{mod.lower()} {' '.join(words[1:])}")
+            elif len(words) > 1 and not mod.lower().endswith("ing"):
+                out.append(f"{mod.lower()} {words[-1]}")
+            else:
+                out.append(mod)
         pending = []
         out.append(term)
+    out.extend(pending)
     return list(dict.fromkeys(out))
 
 
@@ -446,7 +474,6 @@ class MatchParams:
     category_cross: float = 0.2
     threshold_shift: float = 0.0  # added to every topic's min_score (for experiments)
     relative: float = 0.45  # a topic also needs this fraction of the best topic's evidence
-    title_exempt: bool = False  # a keyword in the title lifts the relative rule (measured: no better)
 
 
 @dataclass(frozen=True)
@@ -459,6 +486,21 @@ class Assignment:
         return {"id": self.topic_id, "score": self.score, "matched": list(self.matched)}
 
 
+@dataclass(slots=True)
+class Candidate:
+    """A topic with lexical evidence for a paper, and the tests it passes."""
+
+    assignment: Assignment
+    by_author: bool
+    above_min: bool  # score reaches the topic's min_score
+    above_relative: bool  # evidence reaches params.relative of the paper's best topic
+    best: bool  # the paper's best lexical topic
+
+    @property
+    def assigned(self) -> bool:
+        return self.by_author or (self.above_min and self.above_relative)
+
+
 _GENERIC_STEMS = frozenset(stem(w) for w in GENERIC)
 
 _KEYWORD, _NAME, _DESCRIPTION, _EXCLUDE = "keyword", "name", "description", "exclude"
@@ -468,7 +510,6 @@ _KEYWORD, _NAME, _DESCRIPTION, _EXCLUDE = "keyword", "name", "description", "exc
 class _Evidence:
     total: float = 0.0
     why: list[tuple[float, str]] = field(default_factory=list)
-    in_title: bool = False  # a keyword (not a description term) is in the title
     vetoed_by: str | None = None
 
 
@@ -526,6 +567,10 @@ class Matcher:
             if key in seen:  # a description term that repeats a keyword adds nothing
                 return
             seen.add(key)
+        if kind != _EXCLUDE and phrase.acronym is None and len(phrase.stems) == 1:
+            root = phrase.stems[0][:-4] if phrase.stems[0].endswith("olog") else ""
+            if len(root) >= 4:  # ophthalmology -> ophthalmic, the adjective of the same field
+                self._add(root + "ic", ti, kind, seen)
         pid = self._phrase_ids.get(key)
         if pid is None:
             pid = self._phrase_ids[key] = len(self._phrases)
@@ -586,8 +631,6 @@ class Matcher:
                 if w > 0:
                     ev.total += w
                     ev.why.append((w, phrase.text))
-                    if kind == _KEYWORD and hits.title:
-                        ev.in_title = True
         categories = list(dict.fromkeys(str(c) for c in (getattr(paper, "categories", None) or [])))
         for i, cat in enumerate(categories):
             for ti in self._categories.get(cat.lower(), ()):
@@ -611,11 +654,12 @@ class Matcher:
                 found.setdefault(ti, author)
         return found
 
-    def _scored(self, paper: Any) -> list[tuple[Assignment, bool]]:
-        """(assignment, assigned?) for every topic with evidence and no veto, best first."""
+    def candidates(self, paper: Any) -> list[Candidate]:
+        """Every topic with evidence and no veto, best first, with the tests it passes (the
+        semantic matcher decides on these)."""
         authors = self._author_topics(paper)
         evidence = self.evidence(paper)
-        rows: list[tuple[Assignment, float, bool]] = []
+        rows: list[tuple[Assignment, float]] = []
         for ti in set(evidence) | set(authors):
             ev = evidence.get(ti) or _Evidence()
             if ev.vetoed_by and ti not in authors:
@@ -626,20 +670,21 @@ class Matcher:
                 matched.insert(0, f"author:{authors[ti]}")
             else:
                 score, total = round(1.0 - math.exp(-ev.total), 3), ev.total
-            rows.append((Assignment(self.topics[ti].id, score, matched), total, ev.in_title))
-        best = max((total for _, total, _ in rows if total != math.inf), default=0.0)
+            rows.append((Assignment(self.topics[ti].id, score, matched), total))
+        best = max((total for _, total in rows if total != math.inf), default=0.0)
         floor = self.params.relative * best
         shift = self.params.threshold_shift
         out = []
-        for a, total, in_title in rows:
-            topic = self.config.by_id[a.topic_id]
-            assigned = total == math.inf or (
-                a.score > 0 and a.score >= topic.min_score + shift and (total >= floor or (in_title and self.params.title_exempt))
-            )
-            out.append((a, assigned))
+        for a, total in rows:
+            author = total == math.inf
+            above_min = author or (a.score > 0 and a.score >= self.config.by_id[a.topic_id].min_score + shift)
+            out.append(Candidate(a, author, above_min, author or total >= floor, author or total == best))
         order = {t.id: i for i, t in enumerate(self.topics)}
-        out.sort(key=lambda x: (-x[0].score, order[x[0].topic_id]))
+        out.sort(key=lambda c: (-c.assignment.score, order[c.assignment.topic_id]))
         return out
+
+    def _scored(self, paper: Any) -> list[tuple[Assignment, bool]]:
+        return [(c.assignment, c.assigned) for c in self.candidates(paper)]
 
     def score_all(self, paper: Any) -> list[Assignment]:
         """Every topic with any evidence, assigned or not, best first (vetoed ones left out)."""

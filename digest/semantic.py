@@ -12,18 +12,24 @@ The similarity of a paper and a topic is the cosine of the two embeddings.
 
 How the hybrid (``make_matcher(config, "semantic")``) decides
 -------------------------------------------------------------
-The lexical matcher stays in charge; meaning is used where words say little:
+The lexical matcher proposes; meaning confirms or rescues. A raw cosine means different things
+for different topics (a topic written in the field's everyday words is close to every paper),
+so each topic's cosine is calibrated against its own distribution over the background papers
+(those embedded recently, this batch included): ``z = (cosine - mean) / std``. Then:
 
-* **secondary-topic check**: a topic that the lexical matcher assigns *besides* the paper's
-  best lexical topic is kept only if its similarity is at least the paper's mean similarity
-  over all topics (a passing mention of a topic's keyword in a paper whose meaning lies
-  elsewhere is dropped). No tuned number: the paper's own mean is the reference.
-* **fallback**: a paper with no lexical assignment gets its most similar topic when the
-  cosine reaches ``fallback_min`` (0.45; bench/eval_topics.py tunes it on one half of the
-  labelled set and measures it on the other).
+* a lexical topic that only failed the relative rule (a "passing mention") is kept when
+  ``z >= rescue_z`` (1.0): the paper is about it after all;
+* a lexical topic is dropped when its z is low: below ``drop_primary_z`` (0.0) for the paper's
+  best lexical topic, below ``drop_secondary_z`` (-0.5) for the others;
+* a paper left with no topic gets its highest-z topic when ``z >= fallback_z`` (3.0).
 
-Author and lexical scores are kept as they are; a fallback assignment has the cosine as its
-score and ``semantic:0.47`` as its evidence. ``exclude`` phrases still veto a topic.
+The four numbers are round values that bench/eval_topics.py cross-validates (k-fold). With fewer
+than ``min_background`` (30) background papers there is nothing to calibrate against, and the
+uncalibrated rules apply: a secondary lexical topic needs at least the paper's mean cosine, a
+paper with no lexical topic gets its most similar one at cosine ``fallback_min`` (0.45).
+
+Author matches are always kept; scores stay lexical; the evidence gains
+``semantic:0.47 z=+1.3``. ``exclude`` phrases still veto a topic.
 
 With ``lexical=None`` the matcher is semantic only: every topic whose cosine reaches
 ``min_similarity`` and is within ``margin`` of the paper's best topic.
@@ -34,9 +40,9 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .match import Assignment, Matcher
+from .match import Assignment, Candidate, Matcher
 from .topics import TopicConfig
 
 __all__ = [
@@ -83,8 +89,16 @@ def load_model(device: str = "cpu"):
 
 @dataclass(frozen=True)
 class SemanticParams:
-    fallback_min: float = 0.45  # hybrid: cosine a paper with no lexical topic needs for its best topic
-    secondary_check: bool = True  # hybrid: drop secondary lexical topics below the paper's mean cosine
+    """Hybrid rules are in units of a topic's own spread ("z"): how far a paper's cosine to the
+    topic lies above the topic's mean cosine over the background papers, in standard deviations.
+    Defaults: round values checked by k-fold cross-validation in bench/eval_topics.py."""
+
+    rescue_z: float = 1.0  # hybrid: a lexical topic failing only the relative rule is kept at this z
+    drop_secondary_z: float = -0.5  # hybrid: a lexical topic besides the best one is dropped below this z
+    drop_primary_z: float = 0.0  # hybrid: ... the paper's best lexical topic is dropped below this z
+    fallback_z: float = 3.0  # hybrid: a paper with no topic gets its highest-z topic at this z
+    min_background: int = 30  # papers needed to calibrate; with fewer, the raw-cosine rules below
+    fallback_min: float = 0.45  # hybrid, uncalibrated: cosine a paper with no lexical topic needs
     min_similarity: float = 0.38  # semantic only: cosine a topic needs
     margin: float = 0.08  # semantic only: ... and at most this far below the best topic
     batch_size: int = 32
@@ -160,37 +174,70 @@ class SemanticMatcher:
     def match_many(self, papers: Iterable[Any]) -> list[list[Assignment]]:
         """Assignments for each paper, best first; papers are embedded in batches."""
         papers = list(papers)
+        sims = [self.similarities(papers[i : i + 256]) for i in range(0, len(papers), 256)]
+        calibration = self.calibration()
         out: list[list[Assignment]] = []
-        for start in range(0, len(papers), 256):
-            chunk = papers[start : start + 256]
-            sims = self.similarities(chunk)
-            for paper, row in zip(chunk, sims):
-                out.append(self._decide(paper, [float(x) for x in row]))
+        for chunk_start, chunk in zip(range(0, len(papers), 256), sims):
+            for paper, row in zip(papers[chunk_start : chunk_start + 256], chunk):
+                z = None if calibration is None else [float(x) for x in (row - calibration[0]) / calibration[1]]
+                out.append(self._decide(paper, [float(x) for x in row], z))
         return out
 
-    def _decide(self, paper: Any, sims: list[float]) -> list[Assignment]:
-        p = self.params
-        index = {t.id: i for i, t in enumerate(self.topics)}
+    def calibration(self):
+        """(mean, standard deviation) of each topic's cosine over the background: the papers
+        embedded recently (this batch included), or None with fewer than ``min_background``.
+        A topic whose text is close to every paper of the field gets a high mean, so its raw
+        cosine says less than the same cosine for a topic with a narrow text."""
+        import numpy as np
+
+        if len(self._cache) < max(self.params.min_background, 2):
+            return None
+        sims = np.stack(list(self._cache.values())) @ self.topic_vectors.T
+        return sims.mean(axis=0), sims.std(axis=0) + 1e-6
+
+    def _decide(self, paper: Any, sims: list[float], z: list[float] | None = None) -> list[Assignment]:
         if self.lexical is None:
-            best = max(sims, default=0.0)
-            rows = [Assignment(t.id, round(s, 3), [f"semantic:{s:.2f}"]) for t, s in zip(self.topics, sims)
-                    if s >= p.min_similarity and s >= best - p.margin]
-            return sorted(rows, key=lambda a: (-a.score, index[a.topic_id]))
-        lexical = self.lexical.match(paper)
-        mean = sum(sims) / len(sims) if sims else 0.0
-        out: list[Assignment] = []
-        for rank, a in enumerate(lexical):
-            s = sims[index[a.topic_id]]
-            by_author = bool(a.matched) and a.matched[0].startswith("author:")
-            if rank > 0 and p.secondary_check and not by_author and s < mean:
-                continue
-            out.append(Assignment(a.topic_id, a.score, list(a.matched) + [f"semantic:{s:.2f}"]))
-        if not out and sims:
-            vetoed = {ti for ti, ev in self.lexical.evidence(paper).items() if ev.vetoed_by}
-            ti = max((i for i in range(len(sims)) if i not in vetoed), key=lambda i: sims[i], default=None)
-            if ti is not None and sims[ti] >= p.fallback_min:
-                out.append(Assignment(self.topics[ti].id, round(sims[ti], 3), [f"semantic:{sims[ti]:.2f}"]))
-        return out
+            return decide_semantic_only(self.params, self.topics, sims)
+        return decide_hybrid(self.params, self.topics, sims, z, self.lexical.candidates(paper),
+                             lambda: {ti for ti, ev in self.lexical.evidence(paper).items() if ev.vetoed_by})
+
+
+def decide_semantic_only(p: SemanticParams, topics: Sequence, sims: list[float]) -> list[Assignment]:
+    best = max(sims, default=0.0)
+    rows = [(i, Assignment(t.id, round(s, 3), [f"semantic:{s:.2f}"])) for i, (t, s) in enumerate(zip(topics, sims))
+            if s >= p.min_similarity and s >= best - p.margin]
+    return [a for _, a in sorted(rows, key=lambda r: (-r[1].score, r[0]))]
+
+
+def decide_hybrid(p: SemanticParams, topics: Sequence, sims: list[float], z: list[float] | None,
+                  candidates: Sequence[Candidate], vetoed: Callable[[], set[int]]) -> list[Assignment]:
+    """The hybrid's decision for one paper (pure, so bench/eval_topics.py can tune it cheaply):
+    lexical candidates kept or dropped by their z, else the highest-z topic as a fallback."""
+    index = {t.id: i for i, t in enumerate(topics)}
+    mean = sum(sims) / len(sims) if sims else 0.0
+    out: list[Assignment] = []
+    for c in candidates:
+        ti = index[c.assignment.topic_id]
+        if not c.by_author:
+            if z is None:  # uncalibrated: a secondary topic needs the paper's mean cosine
+                if not c.assigned or (not c.best and sims[ti] < mean):
+                    continue
+            elif not c.above_min or (not c.above_relative and z[ti] < p.rescue_z):
+                continue  # a passing mention, unless the meaning is clearly there
+            elif z[ti] < (p.drop_primary_z if c.best else p.drop_secondary_z):
+                continue  # the words are there, the meaning is not
+        out.append(Assignment(c.assignment.topic_id, c.assignment.score,
+                              list(c.assignment.matched) + [_semantic_label(sims[ti], z and z[ti])]))
+    if not out and sims:
+        banned = vetoed()
+        ti = max((i for i in range(len(sims)) if i not in banned), key=lambda i: (z or sims)[i], default=None)
+        if ti is not None and (sims[ti] >= p.fallback_min if z is None else z[ti] >= p.fallback_z):
+            out.append(Assignment(topics[ti].id, round(max(sims[ti], 0.0), 3), [_semantic_label(sims[ti], z and z[ti])]))
+    return out
+
+
+def _semantic_label(cosine: float, z: float | None) -> str:
+    return f"semantic:{cosine:.2f}" if z is None else f"semantic:{cosine:.2f} z={z:+.1f}"
 
 
 def make_matcher(config: TopicConfig, kind: str = "lexical"):

@@ -121,7 +121,7 @@ def test_topics_check_and_list(files, tmp_path):
     assert result.exit_code == 0 and "Cardiology" in result.stdout
 
 
-def test_topics_preview(files, tmp_path, monkeypatch):
+def test_topics_preview(files, tmp_path, monkeypatch, db_url):
     from datetime import datetime, timezone
 
     from digest.db import session_scope
@@ -129,10 +129,10 @@ def test_topics_preview(files, tmp_path, monkeypatch):
     from digest.settings import Settings, reset_settings_cache
 
     topics, _ = files
-    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path}/p.db")
+    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
     reset_settings_cache()
     try:
-        with session_scope(Settings(database_url=f"sqlite:///{tmp_path}/p.db")) as s:
+        with session_scope(Settings(database_url=db_url)) as s:
             s.add(Paper(id="p1", title="A U-Net for medical image segmentation", abstract="", authors=[],
                         categories=[], first_seen_at=datetime.now(timezone.utc)))
             s.add(Paper(id="p2", title="Unrelated", abstract="", authors=[], categories=[],

@@ -68,6 +68,45 @@ def test_morphology_in_title_and_phrase():
     assert ids(m, "Segmentation of medical images with transformers") == ["t"]  # same words, near, other order
 
 
+def test_word_families_of_fields():
+    assert stem("pathology") == stem("pathological") == stem("pathologist") == stem("pathologies")
+    assert stem("logic") != stem("pathology")
+    m = one(["ophthalmology"])
+    assert ids(m, "Ophthalmic images at scale") == ["t"]  # the field's adjective
+    assert ids(m, "Ophthalmological screening in clinics") == ["t"]
+    assert ids(m, "Optical flow at scale") == []
+
+
+def test_connectors_inside_compounds():
+    m = one(["vision-language"])
+    assert ids(m, "Medical vision-and-language pretraining") == ["t"]
+    m = one(["image-text"])
+    assert ids(m, "Image-to-text retrieval for radiology") == ["t"]
+    assert ids(m, "Image and text", "Images are shown next to a text.") == []
+
+
+def test_description_lists_share_their_noun():
+    from digest.match import _salient_terms
+
+    terms = _salient_terms("Decoding or encoding brain activity, sparse or linear attention, pruning, sparsity.")
+    assert {"decoding brain activity", "encoding brain activity", "sparse attention", "linear attention",
+            "pruning", "sparsity"} <= set(terms)
+    assert "Decoding" not in terms
+    terms = _salient_terms("Quantization, token reduction and efficient inference.")
+    assert {"token reduction", "reduction", "efficient inference", "inference"} <= set(terms)
+
+
+def test_candidates_say_which_rule_failed():
+    m = Matcher(config(TWO.replace("    min_score: 0.2\n", "")))
+    paper = PaperText("a", "Medical image segmentation with a new U-Net",
+                      "Our U-Net improves medical image segmentation; pruning and pruning again, then pruning.")
+    by_id = {c.assignment.topic_id: c for c in m.candidates(paper)}
+    assert by_id["seg"].assigned and by_id["seg"].best
+    comp = by_id["comp"]
+    assert not comp.best and not comp.above_relative and not comp.assigned
+    assert [a.topic_id for a in m.match(paper)] == ["seg"]
+
+
 def test_multiword_phrases_need_the_words_together():
     m = one(["state space model"])
     assert ids(m, "A state space model for audio") == ["t"]
@@ -204,10 +243,10 @@ def test_1000_papers_100_topics():
 
 
 @pytest.fixture()
-def settings(tmp_path):
+def settings(tmp_path, db_url):
     from digest.settings import Settings
 
-    return Settings(database_url=f"sqlite:///{tmp_path}/t.db", config_dir=tmp_path)
+    return Settings(database_url=db_url, config_dir=tmp_path)
 
 
 def add_papers(settings):
@@ -279,3 +318,26 @@ def test_match_pending_stores_score_and_evidence(settings):
     with session_scope(settings) as s:
         m = s.get(TopicMatch, ("p1", "seg"))
         assert 0 < m.score <= 1 and "U-Net" in m.matched and m.matched_at is not None
+
+
+def test_hybrid_rules_in_units_of_each_topics_spread():
+    """The semantic hybrid's decision (pure; no model needed): z confirms, drops or rescues."""
+    from digest.semantic import SemanticParams, decide_hybrid
+
+    m = Matcher(config(TWO.replace("    min_score: 0.2\n", "")))
+    paper = PaperText("a", "Medical image segmentation with a new U-Net",
+                      "Our U-Net improves medical image segmentation; pruning and pruning again, then pruning.")
+    cands = m.candidates(paper)
+    p = SemanticParams()
+
+    def decide(z, sims=(0.5, 0.3)):
+        return [a.topic_id for a in decide_hybrid(p, m.topics, list(sims), z, cands, lambda: set())]
+
+    assert decide([1.0, 0.2]) == ["seg"]  # a passing mention stays out
+    assert decide([1.0, 1.4]) == ["seg", "comp"]  # ... unless its meaning is clearly there
+    assert decide([-0.4, 1.4]) == ["comp"]  # words without meaning are dropped
+    assert decide(None) == ["seg"]  # uncalibrated: the lexical result
+    lone = PaperText("b", "Outlining growths in scans", "Nothing lexical here.")
+    got = decide_hybrid(p, m.topics, [0.5, 0.1], [3.2, 0.0], m.candidates(lone), lambda: set())
+    assert [a.topic_id for a in got] == ["seg"] and got[0].matched[0].startswith("semantic:0.50 z=+3.2")
+    assert decide_hybrid(p, m.topics, [0.5, 0.1], [3.2, 0.0], [], lambda: {0}) == []  # vetoed topics stay out

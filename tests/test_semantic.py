@@ -78,3 +78,36 @@ def test_semantic_only_and_factory():
     assert [a.topic_id for a in only.match(TUMOURS)][:1] == ["medical-segmentation"]
     with pytest.raises(ValueError):
         make_matcher(TOPICS, "telepathic")
+
+
+def _day_of_papers():
+    """36 papers written for this test: a day's batch, enough to calibrate each topic."""
+    organs = ["liver", "kidney", "pancreas", "spleen", "prostate", "heart", "lung", "brain", "bladder", "colon",
+              "thyroid", "stomach"]
+    models = ["ResNet", "BERT", "ViT", "LLaMA", "Whisper", "MobileNet", "GPT-2", "T5", "Swin", "CLIP", "DeiT", "OPT"]
+    sky = ["spiral galaxies", "red dwarfs", "quasars", "exoplanets", "pulsars", "nebulae", "comets", "binary stars",
+           "dwarf galaxies", "supernovae", "star clusters", "brown dwarfs"]
+    papers = []
+    for i, (organ, model, obj) in enumerate(zip(organs, models, sky)):
+        papers.append(PaperText(f"s{i}", f"Medical image segmentation of the {organ} with a U-Net",
+                                f"We delineate the {organ} in CT scans voxel by voxel and report Dice scores."))
+        papers.append(PaperText(f"c{i}", f"Pruning and quantization of {model}",
+                                f"We remove weights of {model} and store the rest in 4 bits, halving memory."))
+        papers.append(PaperText(f"a{i}", f"A telescope survey of {obj}",
+                                f"We observe {obj} with a galaxy-scale telescope survey and measure their spectra."))
+    return papers
+
+
+def test_a_days_papers_calibrate_each_topic(hybrid):
+    from collections import OrderedDict
+
+    fresh = SemanticMatcher(TOPICS, Matcher(TOPICS), _shared=(hybrid.model, hybrid.topic_vectors, OrderedDict()))
+    papers = _day_of_papers()
+    assert fresh.calibration() is None  # nothing seen yet: nothing to calibrate against
+    got = fresh.match_many(papers)
+    mean, std = fresh.calibration()
+    assert mean.shape == std.shape == (3,) and (std > 0).all()
+    expected = {"s": "medical-segmentation", "c": "model-compression", "a": "astronomy"}
+    for paper, assigned in zip(papers, got):
+        assert [a.topic_id for a in assigned] == [expected[paper.id[0]]], paper.title
+        assert any(" z=" in e for e in assigned[0].matched)
