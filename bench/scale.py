@@ -588,6 +588,13 @@ def run(args, log=print) -> dict:
         f"the first {sample} digests of the edition (by id) were re-queued and delivered over SMTP; "
         f"{'all' if sample == ed['rendered'] else 'a sample of'} {ed['rendered']} rendered")
 
+    # 4b. the same edition on PostgreSQL, sent by `digest worker` with 1 and 2 processes
+    if args.postgres:
+        from bench.postgres import stage_postgres
+
+        log(f"[4b] PostgreSQL: copy, plan, send {sample} digests with 1 and with 2 workers")
+        result.update(stage_postgres(kw, now, sample, log))
+
     # 5. storage
     removed = compact(kw, now)
     size1 = db_size(kw)
@@ -690,6 +697,17 @@ def print_results(r: dict) -> None:
     t.add_row("deliver ratio", f"{r['deliver_ratio']:.2f}", "")
     t.add_row("peak RSS (plan + send process)", f"{r['peak_rss_mb']:,.0f} MB", f"at start {r['child_start_rss_mb']:.0f} MB")
     t.add_row("database", f"{r['db_bytes'] / 1e6:,.1f} MB", "")
+    if r.get("pg_workers"):
+        t.add_row("plan on PostgreSQL", f"{r['pg_plan_digests_per_s']:,.0f} digests/s",
+                  f"{r['pg_planned']:,} planned in {r['pg_plan_s']:.1f} s (copy of the history {r['pg_copy_s']:.0f} s)")
+        for w in r["pg_workers"]:
+            t.add_row(f"deliver on PostgreSQL, {w['workers']} worker process{'es' if w['workers'] > 1 else ''}",
+                      f"{w['msgs_per_s']:,.0f} msgs/s",
+                      f"{w['sent']:,} of {w['sample']:,} sent; sink {w['sink_received']:,}, dup {w['duplicates']}, "
+                      f"missing {w['missing']}; wall {w['wall_s']:.1f} s incl. start-up")
+        t.add_row("deliver on SQLite (send_pending, 1 process)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s", "same sample size")
+    elif r.get("postgres_error"):
+        t.add_row("PostgreSQL", "skipped", r["postgres_error"][:80])
     for e in r.get("editions", []):
         t.add_row(f"edition {e['edition']}", f"{e['used_growth'] / 1e6:+,.2f} MB used",
                   f"file {e['file_growth'] / 1e6:+,.2f} MB; items {e['digest_items']:,}; digests {e['digests']:,}; "
@@ -720,6 +738,9 @@ def parse_args(argv=None):
                         "is released; the rate is per digest actually rendered")
     p.add_argument("--history-item-days", type=int, default=None,
                    help="insert digest_items only for the last K past days (default: the whole compaction window)")
+    p.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True,
+                   help="also plan the edition on a throw-away PostgreSQL and send --deliver-sample digests "
+                        "with `digest worker` at concurrency 1 and 2 (default on; needs PostgreSQL's server binaries)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--json", dest="json_file", help="write the results as JSON here")
     p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")
