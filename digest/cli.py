@@ -377,9 +377,8 @@ def run(
 ) -> None:
     """Run the scheduler: ingest on a cron, plan (and send) each edition at the subscriber's local time.
 
-    One leader per database (a lease row renewed every DIGEST_LEADER_LEASE_SECONDS/3 s); more
-    `digest run` instances stand by and take over within the lease time when the leader dies.
-    With DIGEST_SCHEDULER_SENDS=false it only plans and `digest worker` processes send.
+    One leader per database (a lease row renewed every DIGEST_LEADER_LEASE_SECONDS/3 s); more `digest run` instances stand by and take over within the lease time when the leader dies. With DIGEST_SCHEDULER_SENDS=false it only plans and `digest worker` processes send.
+
     SIGTERM/SIGINT finish the message in flight and exit cleanly.
 
     Example: DIGEST_DELIVERY=smtp://mail:25 digest run
@@ -404,11 +403,9 @@ def worker(
 ) -> None:
     """Send planned digests: claim batches under a lease, render, deliver, mark each one sent.
 
-    Run any number of workers, on any number of machines, against one database (PostgreSQL
-    for more than one machine); the scheduler (`digest run` with DIGEST_SCHEDULER_SENDS=false)
-    plans the editions. A killed worker's digests are taken over when its lease
-    (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; at most the one
-    message it had in flight is sent twice. SIGTERM finishes the message in flight and exits.
+    Run any number of workers, on any number of machines, against one database (PostgreSQL for more than one machine); the scheduler (`digest run` with DIGEST_SCHEDULER_SENDS=false) plans the editions.
+
+    A killed worker's digests are taken over when its lease (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; at most the one message it had in flight is sent twice. SIGTERM finishes the message in flight and exits.
 
     Examples:
       digest worker --concurrency 2

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -27,7 +26,7 @@ from sqlalchemy import select, update
 
 from . import locks
 from .db import session_factory, session_scope
-from .models import AppState, Digest, Subscriber
+from .models import Digest, Subscriber
 from .pipeline import _put_state, current_topics, plan_options, run_ingest, run_match
 from .plan import plan_edition
 from .send import send_pending, worker_id
