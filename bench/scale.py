@@ -6,7 +6,7 @@ Stages (each through the product's own entry points):
 
 1. ingest   ``digest.ingest.ingest_source`` on a generated 2,000-entry arXiv RSS feed, then the
             same bytes again (``reingest_ratio``), then the same entries with a new
-            ``lastBuildDate`` (``reingest_changed_ratio``: parse + upsert of unchanged papers);
+            ``lastBuildDate`` (``reingest_changed_ratio``: the listing fingerprint ignores channel time stamps);
 2. match    ``digest.match.match_pending`` on today's P papers × T topics;
 3. plan + render  ``digest.plan.plan_edition`` then ``digest.send.send_pending`` with
             ``settings.delivery = "dry-run"`` (content + render + message building and

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -30,6 +31,26 @@ NOT_NEW_TYPES = {"replace", "replace-cross", "absonly"}
 MERGED = ("arxiv_id", "title", "abstract", "authors", "categories", "primary_category", "version",
           "announce_type", "published_at", "abs_url", "pdf_url", "hf_url", "code_url", "project_url",
           "doi", "journal_ref", "hf_upvotes", "hf_listed_on", "ai_keywords")
+
+
+_FIRST_ENTRY = re.compile(rb"<(?:item|entry)[\s>/]")
+_ENTRY_TAG = re.compile(rb"<(?:item|entry)[\s>/]")
+_ENTRY_DATE = re.compile(rb"<(?:pubDate|dc:date|published|updated)[\s>]")
+_HEAD_STAMP = re.compile(rb"<(lastBuildDate|pubDate|updated|dc:date)>[^<]{0,64}</\1>")
+
+
+def listing_fingerprint(body: bytes) -> str:
+    """A hash of what a listing says about papers. A feed rebuilt with the same entries and only
+    a new channel time stamp (RSS lastBuildDate/pubDate, Atom feed <updated>) gets the same
+    fingerprint, so its re-ingest is skipped like a byte-identical one. The stamps are ignored
+    only when every entry carries its own date: otherwise the parser dates entries by them."""
+    m = _FIRST_ENTRY.search(body)
+    if m is None:
+        return hashlib.sha256(body).hexdigest()
+    head, entries = body[:m.start()], body[m.start():]
+    if len(_ENTRY_DATE.findall(entries)) >= len(_ENTRY_TAG.findall(entries)):
+        head = _HEAD_STAMP.sub(b"", head)
+    return hashlib.sha256(head + b"\0" + entries).hexdigest()
 
 
 @dataclass
@@ -184,9 +205,10 @@ def ingest_source(settings: Settings, spec: SourceSpec, *, now: datetime | None 
             report.status = "not-modified"
             _save_run(settings, report, started, state_update={"last_fetch_at": now})
             return report
-        body_hash = hashlib.sha256(fetched.body).hexdigest()
+        body_hash = listing_fingerprint(fetched.body)
         if state and state.body_hash == body_hash and state.url == location:
-            # byte-identical to what was already stored: nothing can have changed
+            # the same entries as what was already stored (byte for byte, but for the channel's
+            # time stamps): nothing can have changed
             report.status = "not-modified"
             _save_run(settings, report, started, state_update={"last_fetch_at": now})
             return report

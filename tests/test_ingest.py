@@ -119,11 +119,39 @@ def test_ingest_twice_second_run_is_not_modified(settings):
         assert state.last_fetch_at == NOW1 + timedelta(hours=1)
 
 
+def test_feed_rebuilt_with_only_a_new_build_date_is_not_parsed_again(settings, feeds):
+    path = feeds / "arxiv-rss-cs.CV-2026-11-19.xml"   # every item has its own pubDate
+    spec = adhoc_spec(str(path))
+    ingest_source(settings, spec, now=NOW1)
+    text = path.read_text(encoding="utf-8").replace("05:30:58", "05:45:00")  # only lastBuildDate moves
+    path.write_text(text, encoding="utf-8")
+    second = ingest_source(settings, spec, now=NOW1 + timedelta(hours=1))
+    assert second.status == "not-modified"
+    assert all(p.updated_at == NOW1 for p in papers(settings).values())
+
+
+def test_fingerprint_keeps_channel_dates_when_an_entry_has_none():
+    from digest.ingest import listing_fingerprint
+
+    head = b"<rss><channel><lastBuildDate>Wed, 18 Nov 2026 05:31:12 +0000</lastBuildDate>"
+    dated = b"<item><title>A</title><pubDate>Wed, 18 Nov 2026 00:00:00 -0500</pubDate></item></channel></rss>"
+    undated = b"<item><title>A</title></item></channel></rss>"
+    later = head.replace(b"05:31:12", b"06:00:00")
+    assert listing_fingerprint(head + dated) == listing_fingerprint(later + dated)
+    # entries without a date are dated by the channel: a new channel date is a change
+    assert listing_fingerprint(head + undated) != listing_fingerprint(later + undated)
+    assert listing_fingerprint(head + dated) != listing_fingerprint(head + dated.replace(b">A<", b">B<"))
+    # the XML declaration (encoding) always counts
+    decl = b"<?xml version='1.0' encoding='UTF-8'?>"
+    assert listing_fingerprint(decl + head + dated) != listing_fingerprint(decl.replace(b"UTF-8", b"latin-1") + head + dated)
+
+
 def test_reingest_changed_bytes_same_papers_is_all_unchanged(settings, feeds):
     path = feeds / CV_DAY1
     spec = adhoc_spec(str(path))
     ingest_source(settings, spec, now=NOW1)
-    text = path.read_text(encoding="utf-8").replace("05:31:12", "05:45:00")  # only lastBuildDate moves
+    # a changed entry byte that changes no stored field: parsed again, every paper unchanged
+    text = path.read_text(encoding="utf-8").replace("<item>", "<item >", 1)
     path.write_text(text, encoding="utf-8")
     second = ingest_source(settings, spec, now=NOW1 + timedelta(hours=1))
     assert second.status == "ok"
