@@ -190,7 +190,7 @@ class DigestItem(Base):
 
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)
     paper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(Integer, index=True)  # denormalised for the diff query
+    subscriber_id: Mapped[int] = mapped_column(Integer)  # denormalised (history per subscriber)
     section: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer, default=0)
     shown: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -111,7 +111,10 @@ class CandidateIndex:
     """Candidates of one plan run indexed per topic, so a group only touches its topics' papers.
 
     `by_topic[t]` holds (position in cands, candidate) pairs already in the section ranking order
-    of topic t; `hf` the positions of Hugging Face-listed candidates, in cands order.
+    of topic t; `hf` the positions of Hugging Face-listed candidates, in cands order. A paper
+    matching several topics is the only thing that makes one subscriber's sections depend on
+    their other topics, so each topic's section is computed once per (cut, cap) and reused for
+    every group where none of its papers goes to another of the group's topics.
     """
 
     def __init__(self, cands: list[Candidate]):
@@ -124,30 +127,62 @@ class CandidateIndex:
         self.by_topic: dict[str, list[tuple[int, Candidate]]] = {
             tid: [(pos[id(c)], c) for c in sorted(lst, key=_rank_key(tid))] for tid, lst in per_topic.items()}
         self.hf = [i for i, c in enumerate(cands) if c.hf_listed_on is not None]
+        self._views: dict[tuple[str, int], tuple[list, list]] = {}
+        self._alone: dict[tuple[str, int, int], list[PlannedItem]] = {}
+
+    def _view(self, tid: str, cut: int) -> tuple[list[tuple[int, Candidate]], list[tuple[int, Candidate]]]:
+        """Topic tid's ranked candidates in cands[cut:], and those of them that match other topics."""
+        key = (tid, cut)
+        view = self._views.get(key)
+        if view is None:
+            ranked = [(i, c) for i, c in self.by_topic.get(tid, ()) if i >= cut]
+            view = self._views[key] = (ranked, [(i, c) for i, c in ranked if len(c.scores) > 1])
+        return view
+
+    def _section(self, tid: str, cut: int, cap: int, lost: set[int] | None) -> list[PlannedItem]:
+        """Topic tid's section over cands[cut:], without the papers in `lost`."""
+        out: list[PlannedItem] = []
+        pos = 0
+        for i, c in self._view(tid, cut)[0]:
+            if not (lost and i in lost):
+                out.append(PlannedItem(c.paper_id, tid, pos, pos < cap))
+                pos += 1
+        return out
 
     def sections(self, cut: int, topics: list[str], *, cap: int, trending: int) -> list[PlannedItem]:
         """Sections for candidates cands[cut:] in the subscriber's topic order; each paper once,
         in its best-scoring topic (on equal scores the earlier topic keeps it)."""
-        best: dict[int, tuple[str, float]] = {}  # candidate position -> (best topic, its score)
-        for tid in topics:  # topic order: on equal scores the earlier topic keeps the paper
-            for i, c in self.by_topic.get(tid, ()):
-                if i < cut:
+        chosen = set(topics)
+        owner: dict[int, str] = {}   # shared paper position -> the topic that keeps it
+        for tid in topics:
+            for i, c in self._view(tid, cut)[1]:
+                if i in owner:
                     continue
-                score = c.scores[tid]
-                cur = best.get(i)
-                if cur is None or score > cur[1]:
-                    best[i] = (tid, score)
+                best, best_score = tid, c.scores[tid]
+                for other in topics:  # topic order: on equal scores the earlier topic keeps it
+                    score = c.scores.get(other)
+                    if score is not None and score > best_score:
+                        best, best_score = other, score
+                owner[i] = best
+        lost: dict[str, set[int]] = defaultdict(set)
+        for i, keeper in owner.items():
+            for tid in self.cands[i].scores:
+                if tid != keeper and tid in chosen:
+                    lost[tid].add(i)
         items: list[PlannedItem] = []
-        order = {t: i for i, t in enumerate(topics)}
-        for tid in sorted(order, key=order.__getitem__):
-            pos = 0
-            for i, c in self.by_topic.get(tid, ()):
-                if i >= cut and best[i][0] == tid:
-                    items.append(PlannedItem(c.paper_id, tid, pos, pos < cap))
-                    pos += 1
+        for tid in dict.fromkeys(topics):
+            if tid in lost:
+                items += self._section(tid, cut, cap, lost[tid])
+                continue
+            key = (tid, cut, cap)
+            alone = self._alone.get(key)
+            if alone is None:
+                alone = self._alone[key] = self._section(tid, cut, cap, None)
+            items += alone
         if trending:
             cands = self.cands
-            items += _trending([cands[i] for i in self.hf[bisect.bisect_left(self.hf, cut):] if i not in best], trending)
+            items += _trending([cands[i] for i in self.hf[bisect.bisect_left(self.hf, cut):]
+                                if chosen.isdisjoint(cands[i].scores)], trending)
         return items
 
 
@@ -174,6 +209,28 @@ def _insert_ignore(session: Session):
     if dialect == "sqlite":
         return sqlite.insert(Digest.__table__).on_conflict_do_nothing(index_elements=["subscriber_id", "edition"])
     return insert(Digest.__table__)
+
+
+_ITEM_COLUMNS = ("digest_id", "paper_id", "subscriber_id", "section", "position", "shown")
+
+
+def _insert_items(session: Session, rows: list[tuple]) -> None:
+    """Bulk-insert ledger items (~30-100 per digest, millions per edition): COPY on PostgreSQL,
+    a plain executemany of tuples on SQLite; both inside the session's transaction."""
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        with conn.connection.driver_connection.cursor() as cur:
+            with cur.copy(f"COPY digest_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    elif dialect == "sqlite":
+        conn.exec_driver_sql(f"INSERT INTO digest_items ({', '.join(_ITEM_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                             [(d, p, s, sec, pos, int(shown)) for d, p, s, sec, pos, shown in rows])
+    else:
+        session.execute(insert(DigestItem.__table__), [dict(zip(_ITEM_COLUMNS, r)) for r in rows])
 
 
 def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOptions, *,
@@ -250,13 +307,8 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             inserted = session.execute(stmt, digest_rows).all()
             report.already += len(digest_rows) - len(inserted)
             report.planned += len(inserted)
-            item_rows = [
-                {"digest_id": did, "paper_id": it.paper_id, "subscriber_id": sid, "section": it.section,
-                 "position": it.position, "shown": it.shown}
-                for did, sid in inserted for it in items_by_sub[sid]
-            ]
-            if item_rows:
-                session.execute(insert(DigestItem.__table__), item_rows)
+            _insert_items(session, [(did, it.paper_id, sid, it.section, it.position, it.shown)
+                                    for did, sid in inserted for it in items_by_sub[sid]])
         session.commit()
     report.groups = len(group_cache)
     for line in report.warnings:
