@@ -5,7 +5,10 @@
     dry-run                                            sends nothing, counts
 
     with open_backend(settings) as backend:
-        result = backend.send(msg)        # -> SendResult; never raises for a per-message failure
+        result = backend.send(out)        # -> SendResult; never raises for a per-message failure
+
+``out`` is a ``digest.message.Outgoing`` (wire bytes plus envelope, from ``compose``); an
+``email.message.EmailMessage`` is accepted too (serialised first; the web pages' mails).
 
 A ``SendResult`` says whether the server accepted the message (``ok``), and if not, whether
 retrying later can help (``permanent`` False: 4xx replies, dropped connections, timeouts, after
@@ -19,7 +22,6 @@ collapse it) — never a loss.
 """
 from __future__ import annotations
 
-import email.policy
 import hashlib
 import os
 import re
@@ -29,12 +31,11 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from digest.message import EDITION_HEADER
+from digest.message import Outgoing, from_email_message
 
 
 class DeliveryConfigError(ValueError):
@@ -51,6 +52,10 @@ class SendResult:
     path: str | None = None           # file backend: where the .eml went
 
 
+def outgoing(msg: Outgoing | EmailMessage) -> Outgoing:
+    return msg if isinstance(msg, Outgoing) else from_email_message(msg)
+
+
 class Backend:
     """Base class: a context manager with ``send(msg) -> SendResult``."""
 
@@ -60,7 +65,7 @@ class Backend:
         self.sent = 0
         self.failed = 0
 
-    def send(self, msg: EmailMessage) -> SendResult:  # pragma: no cover - abstract
+    def send(self, msg: Outgoing | EmailMessage) -> SendResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def close(self) -> None:
@@ -176,9 +181,10 @@ class DryRunBackend(Backend):
         self.bytes = 0
         self.recipients: dict[str, int] = {}
 
-    def send(self, msg: EmailMessage) -> SendResult:
-        self.bytes += len(msg.as_bytes(policy=email.policy.SMTP))
-        for _, addr in getaddresses(msg.get_all("To", [])):
+    def send(self, msg: Outgoing | EmailMessage) -> SendResult:
+        out = outgoing(msg)
+        self.bytes += len(out.raw)
+        for addr in out.recipients:
             self.recipients[addr] = self.recipients.get(addr, 0) + 1
         return self._count(SendResult(ok=True))
 
@@ -207,21 +213,20 @@ class FileBackend(Backend):
         super().__init__()
         self.directory = Path(os.path.abspath(directory))   # relative: against the cwd, now
 
-    def send(self, msg: EmailMessage) -> SendResult:
+    def send(self, msg: Outgoing | EmailMessage) -> SendResult:
         try:
-            edition = str(msg.get(EDITION_HEADER, "") or "")
+            out = outgoing(msg)
+            edition = out.edition
             if not _EDITION_OK.fullmatch(edition):
                 edition = "no-edition"
-            to = getaddresses(msg.get_all("To", []))
-            address = to[0][1] if to else "recipient"
             folder = self.directory / edition
             folder.mkdir(parents=True, exist_ok=True)
-            stem = safe_file_stem(address)
+            stem = safe_file_stem(out.recipient or "recipient")
             eml = folder / f"{stem}.eml"
-            _write_atomic(eml, msg.as_bytes(policy=email.policy.SMTP))
-            body = msg.get_body(preferencelist=("html",))
-            if body is not None:
-                _write_atomic(folder / f"{stem}.html", body.get_content().encode("utf-8"))
+            _write_atomic(eml, out.raw)
+            html = out.html
+            if html is not None:
+                _write_atomic(folder / f"{stem}.html", html.encode("utf-8"))
             return self._count(SendResult(ok=True, path=str(eml)))
         except OSError as exc:
             return self._count(SendResult(ok=False, permanent=False, error=f"write failed: {exc}"))
@@ -334,12 +339,16 @@ class SMTPBackend(Backend):
             now = self._next_slot
         self._next_slot = now + self.interval
 
-    def _attempt(self, msg: EmailMessage) -> dict:
+    def _attempt(self, out: Outgoing) -> dict:
         """One try. Returns the refused-recipients dict of a (partly) accepted message."""
         if self._smtp is None:
             self._smtp = self._connect()
         try:
-            refused = self._smtp.send_message(msg)
+            # the bytes are CRLF already; smtplib dot-stuffs lines that start with "."
+            refused = self._smtp.sendmail(out.envelope_from, list(out.recipients), out.raw,
+                                          mail_options=_UTF8_OPTIONS if out.smtputf8 else ())
+        except smtplib.SMTPNotSupportedError as exc:      # SMTPUTF8 needed, not offered
+            raise _Permanent(f"server does not support SMTPUTF8: {exc}") from None
         except smtplib.SMTPRecipientsRefused as exc:       # every recipient refused
             replies = {rcpt: _reply(code, text) for rcpt, (code, text) in exc.recipients.items()}
             error = "; ".join(replies.values()) or "recipients refused"
@@ -366,7 +375,11 @@ class SMTPBackend(Backend):
         self._used += 1
         return refused
 
-    def send(self, msg: EmailMessage) -> SendResult:
+    def send(self, msg: Outgoing | EmailMessage) -> SendResult:
+        try:
+            out = outgoing(msg)
+        except (ValueError, TypeError, UnicodeError) as exc:  # a message that cannot be serialised
+            return self._count(SendResult(ok=False, permanent=True, error=f"unusable message: {exc}", attempts=0))
         self._throttle()
         attempts = 0
         free_reconnect = True
@@ -375,7 +388,7 @@ class SMTPBackend(Backend):
             attempts += 1
             reused = self._smtp is not None and self._used > 0
             try:
-                refused = self._attempt(msg)
+                refused = self._attempt(out)
             except _Permanent as exc:
                 return self._count(SendResult(ok=False, permanent=True, error=exc.error, attempts=attempts))
             except _Temporary as exc:
@@ -395,6 +408,9 @@ class SMTPBackend(Backend):
             # reported alongside.
             return self._count(SendResult(ok=True, attempts=attempts, refused=replies,
                                            error="; ".join(replies.values()) or None))
+
+
+_UTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
 
 
 def _close_quietly(smtp: smtplib.SMTP) -> None:

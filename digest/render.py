@@ -14,6 +14,10 @@ Speed: MRML (mjml-python) spends most of its time parsing the inline HTML inside
 every ``<mj-text>`` is lifted out and replaced by a unique placeholder word; after compiling,
 the placeholders are swapped back (one pass, so content is never re-scanned). The result is the
 same HTML MRML produces for the full document (``lift_text=False`` does that, for checking).
+
+Digests of equal content (same sections, papers, edition, frequency) differ only in the
+recipient's address and links, so a digest is rendered once per content with placeholder words
+in their place (``Slotted``) and filled in per recipient, escaped as the template would have.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from email.utils import parseaddr
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from digest.edition import DigestContent, PaperItem
 from digest import tokens
@@ -114,12 +118,140 @@ def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-@dataclass(frozen=True)
+class Slotted:
+    """One part (HTML or text) rendered once for every digest of one content: blocks of whole
+    lines shared by all, and the few lines that hold recipient slots (placeholder words
+    ``{prefix}{k}x``), kept split as (text, slot, text, ...). ``encoded`` encodes each shared
+    block once (QP is line-local, so whole-line encodings concatenate)."""
+
+    __slots__ = ("blocks", "counts", "nbytes", "newline_added", "_encoded", "_encoder")
+
+    def __init__(self, text: str, prefix: str, n_slots: int):
+        self.newline_added = not text.endswith("\n")
+        if self.newline_added:
+            text += "\n"
+        split = re.compile(re.escape(prefix) + r"(\d)x").split
+        blocks: list = []
+        counts = [0] * n_slots
+        nbytes = 0
+        pos = 0
+        find = text.find
+        at = find(prefix)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = find("\n", at) + 1
+            if start > pos:
+                blocks.append(text[pos:start])
+            parts = split(text[start:end])
+            for i in range(1, len(parts), 2):
+                k = parts[i] = int(parts[i])
+                counts[k] += 1
+            for i in range(0, len(parts), 2):
+                nbytes += len(parts[i].encode("utf-8"))
+            blocks.append(tuple(parts))
+            pos = end
+            at = find(prefix, end)
+        if pos < len(text):
+            blocks.append(text[pos:])
+        nbytes += sum(len(b.encode("utf-8")) for b in blocks if type(b) is str)
+        self.blocks = blocks
+        self.counts = counts
+        self.nbytes = nbytes
+        self._encoded: list | None = None
+        self._encoder = None
+
+    def size(self, values: tuple[str, ...]) -> int:
+        """UTF-8 bytes of the part filled with ``values`` (without the added final newline)."""
+        n = self.nbytes - self.newline_added
+        for count, v in zip(self.counts, values):
+            if count:
+                n += count * len(v.encode("utf-8"))
+        return n
+
+    def fill(self, values: tuple[str, ...]) -> str:
+        out = []
+        for b in self.blocks:
+            if type(b) is str:
+                out.append(b)
+            else:
+                out.extend([x if type(x) is str else values[x] for x in b])
+        text = "".join(out)
+        return text[:-1] if self.newline_added else text
+
+    def encoded(self, values: tuple[str, ...], encode) -> bytes:
+        """``encode`` (whole lines -> bytes) of the filled part, final newline included."""
+        cached = self._encoded
+        if cached is None or self._encoder is not encode:
+            cached = self._encoded = [encode(b) if type(b) is str else None for b in self.blocks]
+            self._encoder = encode
+        out = []
+        for b, enc in zip(self.blocks, cached):
+            if enc is None:
+                enc = encode("".join([x if type(x) is str else values[x] for x in b]))
+            out.append(enc)
+        return b"".join(out)
+
+
+def _whole_lines(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
 class Rendered:
-    subject: str
-    html: str
-    text: str
-    preheader: str
+    """Subject, preheader, HTML and text of one digest. ``html``/``text`` are built on access
+    when the digest came from the per-content cache; ``html_qp``/``text_qp`` give a part's
+    wire encoding without building it."""
+
+    __slots__ = ("subject", "preheader", "_html", "_text", "_html_values", "_text_values")
+
+    def __init__(self, subject: str, html, text, preheader: str, *,
+                 html_values: tuple[str, ...] = (), text_values: tuple[str, ...] = ()):
+        self.subject = subject
+        self.preheader = preheader
+        self._html = html                # str, or a Slotted filled with html_values
+        self._text = text
+        self._html_values = html_values
+        self._text_values = text_values
+
+    @property
+    def html(self) -> str:
+        h = self._html
+        return h if type(h) is str else h.fill(self._html_values)
+
+    @property
+    def text(self) -> str:
+        t = self._text
+        return t if type(t) is str else t.fill(self._text_values)
+
+    def html_qp(self, encode) -> bytes:
+        h = self._html
+        return encode(_whole_lines(h)) if type(h) is str else h.encoded(self._html_values, encode)
+
+    def text_qp(self, encode) -> bytes:
+        t = self._text
+        return encode(_whole_lines(t)) if type(t) is str else t.encoded(self._text_values, encode)
+
+    def __eq__(self, other):
+        if not isinstance(other, Rendered):
+            return NotImplemented
+        return (self.subject, self.preheader, self.html, self.text) == \
+            (other.subject, other.preheader, other.html, other.text)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<Rendered {self.subject!r}>"
+
+
+class _Shared:
+    """A digest rendered once for one content, with recipient slots."""
+
+    __slots__ = ("subject", "preheader", "html", "text", "weight")
+
+    def __init__(self, subject: str, preheader: str, html: Slotted, text: Slotted):
+        self.subject, self.preheader, self.html, self.text = subject, preheader, html, text
+        self.weight = 2 * (html.nbytes + text.nbytes) + 1024     # text plus its encoding, roughly
 
 
 @dataclass(slots=True)
@@ -273,12 +405,14 @@ class Renderer:
 
     Papers recur across the digests of one edition, so each paper's view and rendered
     fragments (HTML and text, per abstract level) are cached, keyed by the paper's displayed
-    fields; the compiled MJML layout is cached per layout. Not thread-safe: use one Renderer
-    per thread or process.
+    fields; the compiled MJML layout is cached per layout; whole digests are cached per content
+    (least recently used first out, bounded in bytes), with the recipient's address and links
+    as slots. Not thread-safe: use one Renderer per thread or process.
     """
 
     PAPER_CACHE_MAX = 8192
     LAYOUT_CACHE_MAX = 512
+    CONTENT_CACHE_BYTES = 64 << 20
 
     def __init__(self, settings, *, lift_text: bool = True, cache: bool = True):
         self.settings = settings
@@ -302,23 +436,97 @@ class Renderer:
         self.sender = clean_text(name, 60) or "Paper Digest"
         self._token = f"mjlift{secrets.token_hex(6)}x"   # a plain word MRML copies as is
         self._papers: dict[tuple, _Paper] = {}
+        self._by_item: dict[int, tuple[PaperItem, _Paper]] = {}
         self._layouts: dict[str, list[str]] = {}
+        # recipient slots: plain words that pass autoescaping, MJML and URL fields unchanged
+        self._slot_prefix = f"pdslot{secrets.token_hex(8)}n"
+        self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(3))
+        self._contents: dict[tuple, _Shared | None] = {}
+        self._contents_weight = 0
 
     # -- public API ---------------------------------------------------------------------------
     def render(self, content: DigestContent) -> Rendered:
         """Subject, preheader, HTML and text of one digest, HTML within the size budget."""
-        return self._render_within_budget(self._view(content, nothing_new=False))
+        return self._render(content, nothing_new=False)
 
     def render_nothing_new(self, content: DigestContent) -> Rendered:
         """The short "nothing new today" note (same header and footer, no papers)."""
-        return self._render_within_budget(self._view(content, nothing_new=True))
+        return self._render(content, nothing_new=True)
 
     def mjml_source(self, content: DigestContent) -> str:
         """The MJML document (before MJML → HTML) at full detail, for debugging and tests."""
-        view = self._view(content, nothing_new=False)
+        view = self._view(content, nothing_new=False, recipient=self._recipient(content))
         self._apply(view, None, None)
         self._fill(view, 0, text=False)
         return self.html_template.render(v=view)
+
+    # -- per-content cache -----------------------------------------------------------------------
+    def _recipient(self, content: DigestContent) -> tuple[str, str, str]:
+        """The recipient-specific values, in slot order: address, unsubscribe and preferences URLs."""
+        sid = content.recipient.subscriber_id
+        return (clean_text(content.recipient.email, 254),
+                safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(self.settings, sid),
+                safe_url(content.preferences_url) or tokens.preferences_url(self.settings, sid))
+
+    def _content_key(self, content: DigestContent, nothing_new: bool):
+        """Everything but the recipient that shows in the digest, or None (not cacheable).
+        ``content.cache_key``, when set, stands for the sections (see ContentBuilder)."""
+        own = getattr(content, "cache_key", None)
+        edition = content.edition if isinstance(content.edition, date) else None
+        head = (nothing_new, edition, bool(content.weekly))
+        try:
+            if own is not None:
+                key = ("k", *head, own)
+            else:
+                key = ("c", *head, tuple([
+                    (_cut(s.name, SECTION_NAME_MAX), s.more if type(s.more) is int else 0,
+                     tuple([_paper_key(p) for p in s.papers or ()]))
+                    for s in content.sections]))
+            hash(key)
+        except (TypeError, AttributeError):      # hostile, unhashable field values
+            return None
+        return key
+
+    def _render(self, content: DigestContent, *, nothing_new: bool) -> Rendered:
+        values = self._recipient(content)
+        if self.cache and self.lift_text:
+            key = self._content_key(content, nothing_new)
+            if key is not None:
+                contents = self._contents
+                if key in contents:
+                    shared = contents[key] = contents.pop(key)       # most recently used last
+                else:
+                    shared = self._shared(content, nothing_new)
+                    self._remember(key, shared)
+                if shared is not None:
+                    html_values = tuple([str(escape(v)) for v in values])
+                    if shared.html.size(html_values) < self.max_html_bytes:
+                        return Rendered(shared.subject, shared.html, shared.text, shared.preheader,
+                                        html_values=html_values, text_values=values)
+        # not cacheable, or too big at full detail for this recipient: shrink with real values
+        return self._render_within_budget(self._view(content, nothing_new=nothing_new, recipient=values))
+
+    def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
+        """The digest at full detail with recipient slots; None when it is over the budget
+        whatever the recipient (it then takes the shrinking path every time)."""
+        view = self._view(content, nothing_new=nothing_new, recipient=self._slots)
+        self._apply(view, None, None)
+        html, _ = self._render_html(view, 0)
+        html_part = Slotted(html, self._slot_prefix, len(self._slots))
+        if html_part.size(("",) * len(self._slots)) >= self.max_html_bytes:
+            return None
+        self._fill(view, 0, text=True)
+        text_part = Slotted(self.text_template.render(v=view), self._slot_prefix, len(self._slots))
+        return _Shared(view.subject, view.preheader, html_part, text_part)
+
+    def _remember(self, key: tuple, shared: _Shared | None) -> None:
+        contents = self._contents
+        weight = shared.weight if shared is not None else 64
+        while contents and self._contents_weight + weight > self.CONTENT_CACHE_BYTES:
+            old = contents.pop(next(iter(contents)))
+            self._contents_weight -= old.weight if old is not None else 64
+        contents[key] = shared
+        self._contents_weight += weight
 
     # -- papers ----------------------------------------------------------------------------------
     def _paper(self, item: PaperItem) -> _Paper:
@@ -333,6 +541,18 @@ class Renderer:
             if len(self._papers) >= self.PAPER_CACHE_MAX:
                 self._papers.clear()
             entry = self._papers[key] = _Paper(_view_from_key(key))
+        return entry
+
+    def _shared_paper(self, item: PaperItem) -> _Paper:
+        """``_paper`` for the read-only items of a ContentBuilder (content with a cache_key),
+        found by identity; the item is kept referenced, so its id cannot be reused."""
+        hit = self._by_item.get(id(item))
+        if hit is not None and hit[0] is item:
+            return hit[1]
+        entry = self._paper(item)
+        if len(self._by_item) >= self.PAPER_CACHE_MAX:
+            self._by_item.clear()
+        self._by_item[id(item)] = (item, entry)
         return entry
 
     @staticmethod
@@ -393,7 +613,8 @@ class Renderer:
             paper_html = self._paper_html
             chars = extra = 0
             for s in view.sections:
-                s.papers_html = Markup("".join([paper_html(p, level) for p in s.papers]))
+                # one paper per line: the message encodes (QP) each line once for all digests
+                s.papers_html = Markup("\n".join([paper_html(p, level) for p in s.papers]))
                 chars += len(s.papers_html)
                 extra += sum([p.extra[level] for p in s.papers])
             view.papers_chars, view.papers_extra = chars, extra
@@ -453,10 +674,10 @@ class Renderer:
         view.hidden_papers = sum(s.count for s in hidden)
 
     # -- the digest view -----------------------------------------------------------------------------
-    def _view(self, content: DigestContent, *, nothing_new: bool) -> DigestView:
-        settings = self.settings
+    def _view(self, content: DigestContent, *, nothing_new: bool, recipient: tuple[str, str, str]) -> DigestView:
         sections: list[SectionView] = []
         named: list[str] = []
+        paper = self._shared_paper if self.cache and getattr(content, "cache_key", None) is not None else self._paper
         for sec in content.sections:
             name = clean_text(sec.name, SECTION_NAME_MAX)
             if name:
@@ -465,13 +686,12 @@ class Renderer:
                 continue
             extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
             sections.append(SectionView(name=name or "Papers",
-                                        all_papers=[self._paper(p) for p in sec.papers or ()],
+                                        all_papers=[paper(p) for p in sec.papers or ()],
                                         extra=extra))
         sections = [s for s in sections if s.count > 0]
         total = sum(s.count for s in sections)
         weekly = bool(content.weekly)
         edition = format_date(content.edition)
-        sid = content.recipient.subscriber_id
 
         if total == 0:
             nothing_new = True
@@ -497,8 +717,7 @@ class Renderer:
         if len(named) > 4:
             topic_names += f" and {len(named) - 4} more topics"
 
-        unsub = safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(settings, sid)
-        prefs = safe_url(content.preferences_url) or tokens.preferences_url(settings, sid)
+        address, unsub, prefs = recipient
         return DigestView(
             title=f"{self.sender} — {edition}",
             subject=subject,
@@ -509,7 +728,7 @@ class Renderer:
             headline=headline,
             topics_line=topics_line,
             topic_names=topic_names,
-            recipient=clean_text(content.recipient.email, 254),
+            recipient=address,
             unsubscribe_url=unsub,
             preferences_url=prefs,
             nothing_new=nothing_new,
@@ -521,11 +740,22 @@ def _lift_mj_text(source: str, token: str) -> tuple[str, list[str]]:
     """Replace the body of every ``<mj-text ...>body</mj-text>`` by ``token``; return the
     skeleton and the bodies in document order. Self-closing ``<mj-text ... />`` (in
     mj-attributes) is left alone. Bodies hold autoescaped text, so a literal "</mj-text>" can
-    only come from the template itself."""
+    only come from the template itself. The ``<mj-preview>`` text (MRML copies it as is) is
+    lifted the same way, so the layout does not change with each digest's preheader."""
     out: list[str] = []
     fragments: list[str] = []
     pos = 0
     find = source.find
+    start = find("<mj-preview>")
+    if start >= 0:
+        close = find("</mj-preview>", start)
+        # before every mj-text (fragments stay in order); an empty preview MRML leaves out
+        if close >= 0 and find("<mj-text", 0, start) < 0 and source[start + 12:close].strip():
+            body = start + len("<mj-preview>")
+            out.append(source[:body])
+            out.append(token)
+            fragments.append(source[body:close])
+            pos = close
     while True:
         start = find("<mj-text", pos)
         if start < 0:

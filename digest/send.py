@@ -49,13 +49,22 @@ class SendReport:
 
 
 class ContentBuilder:
-    """Turns ledger items into DigestContent, caching papers and match reasons across digests."""
+    """Turns ledger items into DigestContent, caching papers and match reasons across digests.
+
+    A paper's data and its match reasons are loaded once and never change for the life of a
+    builder, so the item shown for (paper, section) is built once and shared by every digest,
+    and a digest's sections are identified by their paper ids: ``DigestContent.cache_key`` lets
+    the renderer reuse one rendering for all digests with the same sections. Treat the
+    PaperItems it returns as read-only.
+    """
 
     def __init__(self, settings: Settings, topic_names: dict[str, str]):
         self.settings = settings
         self.topic_names = topic_names
         self.papers: dict[str, PaperItem] = {}
         self.reasons: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._shown: dict[tuple[str, str], PaperItem] = {}
+        self._epoch = uuid.uuid4().hex       # keys of two builders never meet in one renderer
 
     def load(self, session: Session, paper_ids: set[str]) -> None:
         missing = [p for p in paper_ids if p not in self.papers]
@@ -75,7 +84,8 @@ class ContentBuilder:
         from .tokens import preferences_url, unsubscribe_url
 
         sections: dict[str, Section] = {}
-        for it in sorted(items, key=lambda i: (i.section == "trending", i.position)):
+        shown = self._shown
+        for it in sorted(items, key=_item_order):
             sec = sections.get(it.section)
             if sec is None:
                 name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
@@ -83,15 +93,25 @@ class ContentBuilder:
             if not it.shown:
                 sec.more += 1
                 continue
-            base = self.papers.get(it.paper_id)
-            if base is None:
-                continue
-            score, matched = self.reasons.get((it.paper_id, it.section), (0.0, []))
-            sec.papers.append(PaperItem(**{**base.__dict__, "matched": matched, "score": score}))
+            item = shown.get((it.paper_id, it.section))
+            if item is None:
+                base = self.papers.get(it.paper_id)
+                if base is None:
+                    continue
+                score, matched = self.reasons.get((it.paper_id, it.section), (0.0, []))
+                item = shown[(it.paper_id, it.section)] = PaperItem(
+                    **{**base.__dict__, "matched": matched, "score": score})
+            sec.papers.append(item)
+        key = (self._epoch, tuple([(s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
+                                   for s in sections.values()]))
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
             unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            preferences_url=preferences_url(self.settings, recipient.subscriber_id))
+            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key)
+
+
+def _item_order(it: PlannedItem):
+    return (it.section == "trending", it.position)
 
 
 def _claimable(now: datetime, exclude: set[int]):
@@ -167,7 +187,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                  stop: threading.Event | None = None, on_sent: Callable[[int], None] | None = None,
                  worker: str | None = None) -> SendReport:
     """Send every claimable digest (optionally of some editions/subscribers) through `backend`."""
-    from .message import build_message
+    from .message import compose
 
     worker = worker or worker_id()
     lease = timedelta(seconds=settings.send_lease_seconds)
@@ -217,7 +237,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                 content = builder.build(recipient, digest.edition, items.get(did, []), weekly=sub.frequency == "weekly")
                 try:
                     rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
-                    msg = build_message(settings, content, rendered)
+                    msg = compose(settings, content, rendered)
                 except Exception as exc:  # one broken digest must not stop the edition
                     log.exception("rendering digest %s failed", did)
                     _finish(session, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}")
@@ -226,7 +246,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                     continue
                 result = backend.send(msg)
                 if result.ok:
-                    _finish(session, did, worker, status="sent", message_id=msg["Message-ID"], subject=str(msg["Subject"]))
+                    _finish(session, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject)
                     if sub.consecutive_failures:
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
                         session.commit()

@@ -10,7 +10,7 @@ import pytest
 from digest.deliver import (DeliveryConfigError, DryRunBackend, FileBackend, SMTPBackend, SendResult,
                             mask_delivery, open_backend, parse_delivery, safe_file_stem)
 from digest.edition import DigestContent, Recipient, Section
-from digest.message import build_message
+from digest.message import Outgoing, compose
 from digest.render import Renderer
 from digest.settings import Settings
 from tests.digest_samples import paper, realistic
@@ -35,7 +35,7 @@ def renderer():
 
 def message_for(settings, renderer, sid: int, address: str, *, name: str | None = "Reader"):
     content = realistic(5, subscriber_id=sid, email=address, name=name)
-    return build_message(settings, content, renderer.render(content))
+    return compose(settings, content, renderer.render(content))
 
 
 def open_smtp(settings, sleeps=None) -> SMTPBackend:
@@ -58,11 +58,51 @@ def test_smtp_delivers_and_bytes_parse_back(sink, renderer):
     assert got.mail_from == "digest@example.org"
     assert got.rcpt_tos == ["reader0@example.org"]
     assert b"\r\n" in got.data and all(len(line) <= 998 for line in got.data.split(b"\r\n"))
+    assert got.data.rstrip(b"\r\n") == msgs[0].raw.rstrip(b"\r\n")      # byte for byte
     parsed = got.parsed()
-    assert parsed["Message-ID"] == msgs[0]["Message-ID"]
+    assert parsed["Message-ID"] == msgs[0].message_id
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
-    assert html.rstrip("\n") == msgs[0].get_body(("html",)).get_content().rstrip("\n")
+    assert html.rstrip("\n") == msgs[0].html.rstrip("\n")
+
+
+def test_dot_at_line_start_survives_smtp(sink):
+    """A '.' opening a line (and a line of one '.') reaches the server unchanged: smtplib
+    dot-stuffs the DATA, the server unstuffs it."""
+    s = make_settings(sink.url)
+    text = "intro\n.hidden line\n.\nafter the lone dot\n" + "x" * 75 + ".tail\n..two dots\n"
+    html = "<p>a</p>\n.<b>dot</b>\n.\n<p>end</p>"
+    rendered = type("R", (), {"subject": "Dots", "text": text, "html": html})()
+    content = realistic(1, subscriber_id=3, email="dots@example.org")
+    out = compose(s, content, rendered)
+    with open_smtp(s) as backend:
+        assert backend.send(out).ok
+    got = sink.messages[0]
+    assert got.data.rstrip(b"\r\n") == out.raw.rstrip(b"\r\n")
+    parsed = got.parsed()
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text.rstrip("\n")
+    assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == html
+
+
+def test_email_message_is_accepted_too(sink):
+    """The web pages' one-off mails are EmailMessages: sent as they are, Bcc never on the wire."""
+    import email.message
+
+    s = make_settings(sink.url)
+    msg = email.message.EmailMessage()
+    msg["From"] = "Paper Digest <digest@example.org>"
+    msg["To"] = "Ada <ada@example.org>"
+    msg["Bcc"] = "hidden@example.org"
+    msg["Subject"] = "Confirm your subscription — please"
+    msg.set_content("Hello\n.\nbye\n")
+    with open_smtp(s) as backend:
+        assert backend.send(msg).ok
+    got = sink.messages[0]
+    assert got.mail_from == "digest@example.org" and got.rcpt_tos == ["ada@example.org"]
+    parsed = got.parsed()
+    assert parsed["Subject"] == "Confirm your subscription — please" and parsed["Bcc"] is None
+    assert b"hidden@example.org" not in got.data
+    assert parsed.get_content().replace("\r\n", "\n") == "Hello\n.\nbye\n"
 
 
 def test_temporary_451_then_250_is_retried_once(sink, renderer):
@@ -125,7 +165,7 @@ def test_drop_before_the_reply_means_one_duplicate_never_a_loss(sink, renderer):
         result = backend.send(msg)
     assert result.ok
     ids = [m.parsed()["Message-ID"] for m in sink.messages]
-    assert ids == [msg["Message-ID"]] * 2                       # same Message-ID: clients collapse it
+    assert ids == [msg.message_id] * 2                          # same Message-ID: clients collapse it
 
 
 def test_server_down_is_temporary_failure(renderer):
@@ -164,9 +204,10 @@ def test_file_backend_writes_eml_and_html(tmp_path, renderer, monkeypatch):
     folder = tmp_path / "outbox" / "2026-11-21"
     eml = list(folder.glob("*.eml"))
     html = list(folder.glob("*.html"))
+    assert isinstance(msg, Outgoing)
     assert len(eml) == 1 and len(html) == 1 and eml[0].name.startswith("ada@example.org-")
     data = eml[0].read_bytes()
-    assert data == msg.as_bytes(policy=email.policy.SMTP)
+    assert data == msg.raw
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert parsed["To"].addresses[0].addr_spec == "ada@example.org"
     assert html[0].read_text(encoding="utf-8").startswith("<!doctype html>")
@@ -182,7 +223,7 @@ def test_file_backend_names_are_safe(tmp_path):
     content = DigestContent(recipient=Recipient(1, '"../../evil"@example.org'), edition=date(2026, 11, 21),
                             sections=[Section("t", "Topic", [paper(0)])])
     r = Renderer(s)
-    result = backend.send(build_message(s, content, r.render(content)))
+    result = backend.send(compose(s, content, r.render(content)))
     assert result.ok
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(tmp_path in p.parents for p in written) and len(written) == 2

@@ -219,3 +219,66 @@ def test_render_speed(renderer):
         renderer.render(c)
     per = (time.process_time() - start) / len(contents)
     assert per < 0.002, f"{per * 1e6:.0f} µs per render"
+
+
+def _contents():
+    nothing = realistic(0)
+    return [realistic(20), realistic(7, weekly=True), realistic(3, email="ü@exämple.org", name=None),
+            hostile(40, 20_000), nothing]
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_rendered_once_per_content_equals_direct_render(settings, i):
+    """The per-content cache (recipient slots filled in) gives exactly the direct render."""
+    content = _contents()[i]
+    cached, direct = Renderer(settings), Renderer(settings, cache=False)
+    for sid, address in ((1, "one@example.org"), (2, "two&<x>@example.org")):
+        content.recipient = Recipient(sid, address)
+        content.unsubscribe_url = f"https://digest.example.org/unsubscribe/t{sid}?a=1&b=2"
+        content.preferences_url = ""                               # generated from the id
+        for method in ("render", "render_nothing_new"):
+            a, b = getattr(cached, method)(content), getattr(direct, method)(content)
+            assert a == b and a.html == b.html and a.text == b.text and a.preheader == b.preheader
+    assert "two&amp;&lt;x&gt;@example.org" in a.html and "two&<x>@example.org" in a.text
+    assert "&amp;b=2" in a.html and "t2?a=1&b=2" in a.text
+
+
+def test_recipients_of_one_content_keep_their_own_values(renderer):
+    first = realistic(20, subscriber_id=11, email="first@example.org")
+    second = realistic(20, subscriber_id=22, email="second@example.org")
+    for content in (first, second):
+        content.cache_key = ("same sections",)                    # as ContentBuilder sets it
+    a, b = renderer.render(first), renderer.render(second)
+    assert a.subject == b.subject
+    for out, own, other in ((a, "first", "second"), (b, "second", "first")):
+        for part in (out.html, out.text):
+            assert f"{own}@example.org" in part and f"{other}@example.org" not in part
+            tok_own, tok_other = ("tok11", "tok22") if own == "first" else ("tok22", "tok11")
+            assert tok_own in part and tok_other not in part
+            assert "pdslot" not in part
+
+
+def test_budget_is_checked_per_recipient(settings):
+    """A recipient whose links are long enough to pass the budget gets a shrunk digest, the
+    same as rendering it alone would give; the others keep full detail."""
+    content = realistic(20)
+    full = len(Renderer(settings).render(content).html.encode())
+    tight = Settings(database_url="sqlite://", max_html_bytes=full + 500)
+    cached, direct = Renderer(tight), Renderer(tight, cache=False)
+    assert "with no…" in cached.render(content).html                 # fits: full abstracts
+    content.unsubscribe_url = "https://digest.example.org/unsubscribe/" + "u" * 800
+    long_links = cached.render(content)
+    assert len(long_links.html.encode()) < full + 500
+    assert "with no…" not in long_links.html                         # shrunk for this one
+    assert long_links == direct.render(content)
+
+
+def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
+    from digest.message import qp_lines
+
+    content = realistic(20, subscriber_id=5, email="five@example.org")
+    content.cache_key = ("k",)
+    out = renderer.render(content)
+    out2 = renderer.render(content)                                   # shared blocks now encoded
+    assert out.html_qp(qp_lines) == out2.html_qp(qp_lines) == qp_lines(out.html + "\n")
+    assert out.text_qp(qp_lines) == qp_lines(out.text)
