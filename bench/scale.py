@@ -384,7 +384,7 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
         from digest.db import session_factory
         from digest.deliver import open_backend
         from digest.edition import Recipient
-        from digest.message import build_message
+        from digest.message import compose
         from digest.models import Digest, DigestItem, Subscriber
         from digest.plan import PlannedItem
         from digest.render import Renderer
@@ -414,10 +414,8 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
             builder.load(session, {i.paper_id for i in items})
             content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
             renderer = Renderer(s)
-            msg = build_message(s, content, renderer.render(content))
-        from email.policy import SMTP
-
-        payload = msg.as_bytes(policy=SMTP)
+            # the bytes the pipeline itself sends for this digest
+            payload = compose(s, content, renderer.render(content)).raw
         sender = "digest@bench.example"
         out.send({"phase": "baseline-ready", "payload_bytes": len(payload)})
         sink_conn_info.recv()  # parent reset the sink

@@ -60,6 +60,9 @@ class Backend:
     """Base class: a context manager with ``send(msg) -> SendResult``."""
 
     name = "backend"
+    # True when send() mostly waits on a network peer: the send loop then renders the next
+    # messages in a second thread meanwhile (the wait releases the GIL)
+    waits_on_network = False
 
     def __init__(self) -> None:
         self.sent = 0
@@ -265,6 +268,8 @@ class _Permanent(Exception):
 class SMTPBackend(Backend):
     """One SMTP connection reused for many messages; reconnects when it drops; throttles to
     ``rate`` messages/second; retries temporary failures with exponential backoff."""
+
+    waits_on_network = True
 
     name = "smtp"
 

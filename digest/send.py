@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
@@ -24,7 +26,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .edition import DigestContent, PaperItem, Recipient, Section
-from .models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from .models import Digest, Paper, Subscriber, TopicMatch
 from .plan import PlannedItem
 from .settings import Settings
 
@@ -195,7 +197,38 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
     builder = ContentBuilder(settings, topic_names)
     deferred_now: set[int] = set()
     stmts = _statements()
-    with session_factory() as session:
+
+    def make_message(content):
+        rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
+        return compose(settings, content, rendered)
+
+    # one thread renders (the renderer is not thread-safe) while this one waits on the server
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") \
+        if getattr(backend, "waits_on_network", False) else None
+    switch = sys.getswitchinterval()
+    if ahead is not None:
+        # when the server's reply arrives, the sending thread should get the GIL back from the
+        # rendering one at once, not after the default 5 ms
+        sys.setswitchinterval(min(switch, 0.0002))
+    try:
+        return _send_loop(settings, session_factory, backend, builder, make_message, ahead, report, worker,
+                          lease, deferred_now, stmts, editions, subscriber_ids, stop, on_sent)
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+            sys.setswitchinterval(switch)
+
+
+def _cancel(jobs: dict) -> None:
+    for job in jobs.values():
+        if hasattr(job, "cancel"):
+            job.cancel()
+
+
+def _send_loop(settings, session_factory, backend, builder, make_message, ahead, report, worker, lease,
+               deferred_now, stmts, editions, subscriber_ids, stop, on_sent) -> SendReport:
+    with session_factory() as session, session.get_bind().connect() as ledger:
+        # `ledger` records each outcome in its own short transaction: cheaper than the session
         reclaim_dead_local(session, datetime.now(timezone.utc))
         while True:
             if stop is not None and stop.is_set():
@@ -215,12 +248,24 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
             subs = {r.id: _Sub(*r) for r in conn.execute(
                 stmts.subscribers, {"ids": list({d.subscriber_id for d in digests.values()})})}
             items: dict[int, list[PlannedItem]] = defaultdict(list)
-            for digest_id, paper_id, section, position, shown in conn.execute(stmts.items, {"ids": ids}):
-                items[digest_id].append(PlannedItem(paper_id, section, position, shown))
+            # ~30-100 items per digest: fetched without SQLAlchemy's row processing (ids are ints)
+            for digest_id, paper_id, section, position, shown in conn.exec_driver_sql(
+                    "SELECT digest_id, paper_id, section, position, shown FROM digest_items "
+                    f"WHERE digest_id IN ({', '.join(str(int(i)) for i in ids)})"):
+                items[digest_id].append(PlannedItem(paper_id, section, position, bool(shown)))
             builder.load(session, {it.paper_id for lst in items.values() for it in lst})
             session.commit()
+            # what each active subscriber gets; rendered in order, ahead of sending when that helps
+            jobs: dict[int, object] = {}
+            for did in ids:
+                digest, sub = digests[did], subs.get(digests[did].subscriber_id)
+                if sub is not None and sub.status == "active":
+                    content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), digest.edition,
+                                            items.get(did, []), weekly=sub.frequency == "weekly")
+                    jobs[did] = ahead.submit(make_message, content) if ahead else content
             for pos, did in enumerate(ids):
                 if stop is not None and stop.is_set():
+                    _cancel(jobs)
                     _release(session, worker, ids[pos:])
                     report.interrupted = True
                     return report
@@ -229,24 +274,22 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                     renew_at = time.monotonic() + lease.total_seconds() / 3
                 if did in lost:  # our lease ran out and another sender took it: theirs now
                     continue
-                digest, sub = digests[did], subs.get(digests[did].subscriber_id)
-                if sub is None or sub.status != "active":
-                    _finish(session, did, worker, status="skipped", error="subscriber not active")
+                sub = subs.get(digests[did].subscriber_id)
+                if did not in jobs:
+                    _finish(ledger, did, worker, status="skipped", error="subscriber not active")
                     continue
-                recipient = Recipient(sub.id, sub.email, sub.name, sub.timezone)
-                content = builder.build(recipient, digest.edition, items.get(did, []), weekly=sub.frequency == "weekly")
+                job = jobs.pop(did)
                 try:
-                    rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
-                    msg = compose(settings, content, rendered)
+                    msg = job.result() if ahead else make_message(job)
                 except Exception as exc:  # one broken digest must not stop the edition
                     log.exception("rendering digest %s failed", did)
-                    _finish(session, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}")
+                    _finish(ledger, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}")
                     report.failed += 1
                     report.errors.append(f"{sub.email}: render failed: {exc}")
                     continue
                 result = backend.send(msg)
                 if result.ok:
-                    _finish(session, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject)
+                    _finish(ledger, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject)
                     if sub.consecutive_failures:
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
                         session.commit()
@@ -255,13 +298,13 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                     if on_sent:
                         on_sent(1)
                 elif result.permanent:
-                    _finish(session, did, worker, status="failed", error=result.error)
+                    _finish(ledger, did, worker, status="failed", error=result.error)
                     report.failed += 1
                     report.errors.append(f"{sub.email}: {result.error}")
                     if _count_failure(session, sub.id, settings.bounce_after, sub):
                         report.bounced += 1
                 else:
-                    _finish(session, did, worker, status="deferred", error=result.error)
+                    _finish(ledger, did, worker, status="deferred", error=result.error)
                     deferred_now.add(did)
                     report.deferred += 1
                     report.errors.append(f"{sub.email}: deferred: {result.error}")
@@ -288,9 +331,6 @@ class _Statements:
         s = Subscriber.__table__
         self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
                                   s.c.consecutive_failures).where(s.c.id.in_(bindparam("ids", expanding=True)))
-        i = DigestItem.__table__
-        self.items = select(i.c.digest_id, i.c.paper_id, i.c.section, i.c.position, i.c.shown).where(
-            i.c.digest_id.in_(bindparam("ids", expanding=True)))
         self.reset_failures = update(s).where(s.c.id == bindparam("sid")).values(consecutive_failures=0)
         self.finish: dict[tuple[bool, bool], object] = {}
         for sent in (True, False):
@@ -316,16 +356,17 @@ def _statements() -> _Statements:
     return _STATEMENTS
 
 
-def _finish(session: Session, did: int, worker: str, *, status: str, error: str | None = None,
+def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
             message_id: str | None = None, subject: str | None = None) -> None:
+    """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session)."""
     sent = status == "sent"
     params: dict = {"did": did, "worker": worker, "status": status}
     if sent:
         params.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
-    session.connection().execute(_statements().finish[(sent, error is not None)], params)
-    session.commit()
+    ledger.execute(_statements().finish[(sent, error is not None)], params)
+    ledger.commit()
 
 
 def renew_lease(session: Session, worker: str, ids: list[int], lease: timedelta) -> set[int]:
