@@ -286,8 +286,11 @@ def stage_match(kw: dict, now: datetime) -> dict:
             "matches": total}
 
 
-def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None, limit: int, out) -> None:
-    """Plan + render (send_pending with a null backend) in a fresh process: its peak RSS is the send's."""
+def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None, limit: int, processes: int,
+                   out) -> None:
+    """Plan + render (send_pending with a null backend) in a fresh process: its peak RSS is the send's.
+    With `processes` > 1 (and no profile or limit), the rendering is done by `digest worker --once
+    --concurrency N` with the dry-run backend, as an operator would send a large edition."""
     try:
         from digest.db import session_factory
         from digest.deliver import open_backend
@@ -313,6 +316,24 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
         with make() as session:
             plan = plan_edition(session, config.ids, plan_options(s), edition=edition, now=now)
         t1 = time.perf_counter()
+        if processes > 1 and not profile and not limit:
+            from sqlalchemy import func, select
+
+            from digest.models import Digest
+
+            run = run_workers_cli(kw, "dry-run", processes)
+            t2 = time.perf_counter()
+            with make() as session:
+                rendered = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
+                left = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status != "sent"))
+            out.send({
+                "planned": plan.planned, "empty": plan.empty, "already": plan.already, "groups": plan.groups,
+                "plan_s": t1 - t0, "render_s": t2 - t1, "rendered": rendered, "render_failed": left,
+                "render_errors": [run["stderr_tail"]] if run["exit_code"] else [], "backend_count": rendered,
+                "avg_message_bytes": 0, "dry_run_duplicates": 0, "render_processes": processes,
+                "peak_rss_mb": max(peak_rss_mb(), run["peak_rss_mb"]), "start_rss_mb": rss0, "profiled": False,
+            })
+            return
         import threading
 
         stop = threading.Event()
@@ -338,7 +359,7 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
             "render_errors": report.errors[:5], "backend_count": backend.sent,
             "avg_message_bytes": backend.bytes / max(1, backend.sent),
             "dry_run_duplicates": sum(c - 1 for c in backend.recipients.values() if c > 1),
-            "peak_rss_mb": rss_end,
+            "peak_rss_mb": rss_end, "render_processes": 1,
             "start_rss_mb": rss0, "profiled": bool(profile),
         })
     except BaseException as exc:  # report, do not hang the parent
@@ -375,11 +396,68 @@ def run_in_child(target, *args, timeout: float = 7200) -> dict:
     return result
 
 
+def _requeue(make, ids: list[int]) -> None:
+    from sqlalchemy import update
+
+    from digest.models import Digest
+
+    with make() as session:
+        for start in range(0, len(ids), 900):
+            session.execute(update(Digest).where(Digest.id.in_(ids[start:start + 900])).values(
+                status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0, message_id=None))
+        session.commit()
+
+
+def _sent_span(make, ids: list[int]) -> tuple[int, float]:
+    """(digests of `ids` sent, seconds from the first to the last sent_at)."""
+    from sqlalchemy import func, select
+
+    from digest.models import Digest
+
+    n, first, last = 0, None, None
+    with make() as session:
+        for start in range(0, len(ids), 900):
+            c, a, b = session.execute(select(func.count(), func.min(Digest.sent_at), func.max(Digest.sent_at)).where(
+                Digest.id.in_(ids[start:start + 900]), Digest.status == "sent")).one()
+            if isinstance(a, str):  # aggregates bypass the column type on SQLite
+                a, b = datetime.fromisoformat(a), datetime.fromisoformat(b)
+            n += c
+            first = a if first is None or (a is not None and a < first) else first
+            last = b if last is None or (b is not None and b > last) else last
+    return n, (last - first).total_seconds() if n > 1 else 0.0
+
+
+def worker_env(kw: dict, delivery: str) -> dict:
+    """The environment of a `digest worker` process with the bench's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update({"DIGEST_DATABASE_URL": kw["database_url"], "DIGEST_DELIVERY": delivery,
+                "DIGEST_CONFIG_DIR": str(kw["config_dir"]), "DIGEST_DATA_DIR": str(kw["data_dir"]),
+                "DIGEST_SECRET_KEY": kw["secret_key"], "DIGEST_PUBLIC_URL": kw["public_url"],
+                "DIGEST_FROM": kw["from_addr"], "DIGEST_LIST_ID": kw["list_id"],
+                "DIGEST_LOOKBACK_DAYS": str(kw["lookback_days"]), "DIGEST_LEDGER_KEEP_DAYS": str(kw["ledger_keep_days"])})
+    return env
+
+
+def run_workers_cli(kw: dict, delivery: str, concurrency: int) -> dict:
+    """`digest worker --once --concurrency N` as a subprocess: wall time, exit code, and the peak
+    RSS of its largest process (children's rusage of this process: call it in a fresh child)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "digest.cli", "worker", "--once", "--concurrency", str(concurrency)],
+                          env=worker_env(kw, delivery), capture_output=True, text=True, timeout=7200)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "exit_code": proc.returncode, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
 def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_n: int, only_sample: bool,
-                   sink_conn_info, out) -> None:
-    """Re-queue `sample` digests of the edition, send them through the SMTP backend, and the baseline."""
+                   workers: int, sink_conn_info, out) -> None:
+    """Re-queue `sample` digests of the edition; send a typical one in a bare smtplib loop (the
+    baseline), then the sample through send_pending (one process, one connection), then again
+    through `digest worker --concurrency N` (the product's way to send a large edition)."""
     try:
-        from sqlalchemy import select, update
+        from sqlalchemy import select
 
         from digest.db import session_factory
         from digest.deliver import open_backend
@@ -401,21 +479,17 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
                                        .order_by(Digest.id).limit(sample)))
             emails = dict(session.execute(select(Subscriber.id, Subscriber.email).join(
                 Digest, Digest.subscriber_id == Subscriber.id).where(Digest.id.in_(ids))).all())
-            for start in range(0, len(ids), 900):
-                session.execute(update(Digest).where(Digest.id.in_(ids[start:start + 900])).values(
-                    status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0, message_id=None))
-            session.commit()
-            # one pre-rendered message for the baseline: the first sampled digest
-            d = session.get(Digest, ids[0])
-            sub = session.get(Subscriber, d.subscriber_id)
-            items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
-                     for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
-            builder = ContentBuilder(s, names)
-            builder.load(session, {i.paper_id for i in items})
-            content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
-            renderer = Renderer(s)
-            # the bytes the pipeline itself sends for this digest
-            payload = compose(s, content, renderer.render(content)).raw
+            # the baseline's one message: of the first 200 sampled digests, the one of median size
+            builder, renderer, payloads = ContentBuilder(s, names), Renderer(s), []
+            for d in session.scalars(select(Digest).where(Digest.id.in_(ids[:200]))):
+                sub = session.get(Subscriber, d.subscriber_id)
+                items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
+                         for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
+                builder.load(session, {i.paper_id for i in items})
+                content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
+                payloads.append(compose(s, content, renderer.render(content)).raw)
+            payload = sorted(payloads, key=len)[len(payloads) // 2]
+        _requeue(make, ids)
         sender = "digest@bench.example"
         out.send({"phase": "baseline-ready", "payload_bytes": len(payload)})
         sink_conn_info.recv()  # parent reset the sink
@@ -436,13 +510,20 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
         out.send({"phase": "done", "sample": len(ids), "sent": report.sent, "failed": report.failed,
                   "deferred": report.deferred, "errors": report.errors[:5], "deliver_s": t3 - t2,
                   "emails": sorted(e.lower() for e in emails.values())})
+        if workers and not only_sample:
+            sink_conn_info.recv()  # parent checked and reset the sink
+            _requeue(make, ids)
+            run = run_workers_cli(kw, s.delivery, workers)
+            sent, span = _sent_span(make, ids)
+            out.send({"phase": "workers-done", "sent": sent, "span_s": span, **run})
     except BaseException as exc:
         import traceback
 
         out.send({"phase": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
 
-def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, only_sample: bool = False) -> dict:
+def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, only_sample: bool = False,
+                  workers: int = 2) -> dict:
     from bench.sink import SinkProcess
 
     ctx = mp.get_context("spawn")
@@ -450,7 +531,8 @@ def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, on
         results, child_out = ctx.Pipe(duplex=False)
         go_child, go = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_deliver_child,
-                           args=(kw, sink.port, edition.isoformat(), sample, baseline_n, only_sample, go_child, child_out))
+                           args=(kw, sink.port, edition.isoformat(), sample, baseline_n, only_sample, workers,
+                                 go_child, child_out))
         proc.start()
         child_out.close()
 
@@ -473,7 +555,24 @@ def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, on
         log("  baseline done; delivering through send_pending ...")
         done = expect("done")
         stats = sink.stats()
+        pool = None
+        if workers and not only_sample:
+            sink.reset()
+            go.send("go")
+            log(f"  delivering the sample again through `digest worker --concurrency {workers}` ...")
+            pool = expect("workers-done")
+            pool_stats = sink.stats()
         proc.join(60)
+    if pool is not None:
+        pool_per = Counter(pool_stats["per_rcpt"])
+        pool_result = {
+            "pool_workers": workers, "pool_sent": pool["sent"], "pool_exit_code": pool["exit_code"],
+            "pool_msgs_per_s": (pool["sent"] - 1) / pool["span_s"] if pool["span_s"] else 0.0,
+            "pool_wall_s": pool["wall_s"], "pool_sink_received": pool_stats["messages"],
+            "pool_duplicates": sum(c - 1 for c in pool_per.values() if c > 1),
+            "pool_missing": len(set(done["emails"]) - set(pool_per)), "pool_stderr_tail": pool["stderr_tail"]}
+    else:
+        pool_result = {}
     per = Counter(stats["per_rcpt"])
     duplicates = sum(c - 1 for c in per.values() if c > 1)
     expected = set(done["emails"])
@@ -487,6 +586,7 @@ def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, on
         "sink_received": stats["messages"], "sink_bytes": stats["bytes"], "duplicates": duplicates,
         "sink_recipients": len(per), "missing_recipients": len(expected - set(per)),
         "unexpected_recipients": len(set(per) - expected),
+        **pool_result,
     }
 
 
@@ -558,7 +658,8 @@ def run(args, log=print) -> dict:
 
     # 3. plan + render
     log("[3] plan + render (child process)")
-    ed = run_in_child(_edition_child, kw, now.isoformat(), now.date().isoformat(), args.profile, args.render_limit)
+    ed = run_in_child(_edition_child, kw, now.isoformat(), now.date().isoformat(), args.profile, args.render_limit,
+                      args.processes)
     total = ed["plan_s"] + ed["render_s"]
     result.update({
         "planned": ed["planned"], "plan_empty": ed["empty"], "plan_groups": ed["groups"],
@@ -567,7 +668,7 @@ def run(args, log=print) -> dict:
         "plan_digests_per_s": ed["planned"] / ed["plan_s"] if ed["plan_s"] else 0.0,
         "render_digests_per_s": ed["rendered"] / ed["render_s"] if ed["render_s"] else 0.0,
         "plan_render_digests_per_s": 1.0 / (ed["plan_s"] / ed["planned"] + ed["render_s"] / ed["rendered"])
-        if ed["planned"] and ed["rendered"] else 0.0,
+        if ed["planned"] and ed["rendered"] else 0.0, "render_processes": ed["render_processes"],
         "render_limit": args.render_limit or None,
         "avg_message_bytes": round(ed["avg_message_bytes"]), "dry_run_duplicates": ed["dry_run_duplicates"],
         "peak_rss_mb": ed["peak_rss_mb"], "child_start_rss_mb": ed["start_rss_mb"], "profiled": ed["profiled"],
@@ -579,9 +680,15 @@ def run(args, log=print) -> dict:
     sample = min(args.deliver_sample, ed["rendered"]) if args.deliver_sample else ed["rendered"]
     log(f"[4] deliver ({sample} digests) + smtplib baseline")
     dl = stage_deliver(kw, now.date(), sample, min(args.baseline_messages, max(sample, 1)), log,
-                       only_sample=bool(args.render_limit))
+                       only_sample=bool(args.render_limit), workers=args.processes if args.processes > 1 else 0)
     result.update(dl)
-    result["deliver_ratio"] = dl["deliver_msgs_per_s"] / dl["baseline_msgs_per_s"] if dl["baseline_msgs_per_s"] else 0.0
+    base = dl["baseline_msgs_per_s"]
+    # one process over one connection, and the worker pool (what `deliver_*` reports when it ran)
+    result["deliver_1proc_msgs_per_s"] = dl["deliver_msgs_per_s"]
+    result["deliver_1proc_ratio"] = dl["deliver_msgs_per_s"] / base if base else 0.0
+    if dl.get("pool_msgs_per_s"):
+        result["deliver_msgs_per_s"] = dl["pool_msgs_per_s"]
+    result["deliver_ratio"] = result["deliver_msgs_per_s"] / base if base else 0.0
     result["deliver_sample_note"] = (
         f"the first {sample} digests of the edition (by id) were re-queued and delivered over SMTP; "
         f"{'all' if sample == ed['rendered'] else 'a sample of'} {ed['rendered']} rendered")
@@ -610,7 +717,8 @@ def run(args, log=print) -> dict:
         entries = feed_for_day(gen, P, old)
         stage_ingest(kw, work / f"feed-day{e}.xml", entries, t - timedelta(hours=12), t - timedelta(hours=6, minutes=30))
         stage_match(kw, t - timedelta(hours=6, minutes=30))
-        ed2 = run_in_child(_edition_child, kw, t.isoformat(), t.date().isoformat(), None, args.render_limit)
+        ed2 = run_in_child(_edition_child, kw, t.isoformat(), t.date().isoformat(), None, args.render_limit,
+                           args.processes)
         removed = compact(kw, t)
         size = db_size(kw)
         editions.append({"edition": t.date().isoformat(), "file_growth": size["file_bytes"] - prev["file_bytes"],
@@ -632,7 +740,10 @@ def run(args, log=print) -> dict:
     # checks
     result["correct"] = bool(dl["sink_received"] == dl["deliver_sent"] == sample and dl["duplicates"] == 0
                              and dl["missing_recipients"] == 0 and dl["unexpected_recipients"] == 0
-                             and dl["baseline_received"] == dl["baseline_n"] and ed["render_failed"] == 0)
+                             and dl["baseline_received"] == dl["baseline_n"] and ed["render_failed"] == 0
+                             and (not dl.get("pool_workers") or (dl["pool_sink_received"] == dl["pool_sent"] == sample
+                                                                 and dl["pool_duplicates"] == 0
+                                                                 and dl["pool_missing"] == 0)))
     if not args.keep_workdir and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
         result["workdir"] += " (removed)"
@@ -659,7 +770,9 @@ def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
     if "ledger_bounded" in r:
         rows.append(("ledger bounded", f"items {r['editions'][0]['digest_items']:,} → {r['editions'][-1]['digest_items']:,}",
                      "flat per edition", ok(r["ledger_bounded"])))
-    rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}",
+    pool = (f"; workers: sink {r['pool_sink_received']:,} / sent {r['pool_sent']:,}, dup {r['pool_duplicates']}"
+            if r.get("pool_workers") else "")
+    rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}{pool}",
                  "equal, 0 duplicates", ok(r["correct"])))
     return rows
 
@@ -685,11 +798,17 @@ def print_results(r: dict) -> None:
               f"{r['match_papers']} papers × {r['topics']} topics in {r['match_s']:.2f} s, {r['match_assignments']} assignments")
     t.add_row("plan", f"{r['plan_digests_per_s']:,.0f} digests/s", f"{r['planned']:,} planned in {r['plan_s']:.1f} s "
               f"({r['plan_groups']:,} groups, {r['plan_empty']:,} empty)")
-    t.add_row("render (send_pending, dry-run backend)", f"{r['render_digests_per_s']:,.0f} digests/s",
+    how = (f"digest worker ×{r['render_processes']}, dry-run" if r.get("render_processes", 1) > 1
+           else "send_pending, dry-run backend")
+    t.add_row(f"render ({how})", f"{r['render_digests_per_s']:,.0f} digests/s",
               f"{r['rendered']:,} in {r['render_s']:.1f} s{' (profiled)' if r['profiled'] else ''}")
     t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "")
-    t.add_row("deliver (send_pending → SMTP)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s",
-              f"{r['deliver_sent']:,} of sample {r['deliver_sample']:,} in {r['deliver_s']:.1f} s")
+    t.add_row("deliver, 1 process (send_pending → SMTP)", f"{r['deliver_1proc_msgs_per_s']:,.0f} msgs/s",
+              f"{r['deliver_sent']:,} of sample {r['deliver_sample']:,} in {r['deliver_s']:.1f} s, ratio "
+              f"{r['deliver_1proc_ratio']:.2f}")
+    if r.get("pool_workers"):
+        t.add_row(f"deliver, digest worker ×{r['pool_workers']} → SMTP", f"{r['pool_msgs_per_s']:,.0f} msgs/s",
+                  f"{r['pool_sent']:,} sent (first to last sent_at); wall {r['pool_wall_s']:.1f} s incl. start-up")
     t.add_row("bare smtplib loop", f"{r['baseline_msgs_per_s']:,.0f} msgs/s",
               f"{r['baseline_n']:,} × {r['payload_bytes']:,} B in {r['baseline_s']:.1f} s")
     t.add_row("deliver ratio", f"{r['deliver_ratio']:.2f}", "")
@@ -736,6 +855,9 @@ def parse_args(argv=None):
                         "is released; the rate is per digest actually rendered")
     p.add_argument("--history-item-days", type=int, default=None,
                    help="insert digest_items only for the last K past days (default: the whole compaction window)")
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                   help="render and deliver with `digest worker --concurrency N` (default: the CPU count; "
+                        "1 = send_pending in one process; --profile and --render-limit imply 1 for rendering)")
     p.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True,
                    help="also plan the edition on a throw-away PostgreSQL and send --deliver-sample digests "
                         "with `digest worker` at concurrency 1 and 2 (default on; needs PostgreSQL's server binaries)")
