@@ -8,14 +8,18 @@ Stages (each through the product's own entry points):
             same bytes again (``reingest_ratio``), then the same entries with a new
             ``lastBuildDate`` (``reingest_changed_ratio``: the listing fingerprint ignores channel time stamps);
 2. match    ``digest.match.match_pending`` on today's P papers × T topics;
-3. plan + render  ``digest.plan.plan_edition`` then ``digest.send.send_pending`` with
-            ``settings.delivery = "dry-run"`` (content + render + message building and
-            serialisation + ledger),
-            in a separate process whose peak RSS is reported;
-4. deliver  a sample of the edition re-queued and sent by ``send_pending`` through
-            ``digest.deliver.open_backend("smtp://127.0.0.1:PORT")`` to an aiosmtpd sink in its
-            own process, next to a bare smtplib loop over one connection (``deliver_ratio``);
-            the sink's per-recipient counts check that every message arrived exactly once;
+3. plan + render  ``digest.plan.plan_edition``, then the whole edition rendered and composed by
+            ``digest worker --once --concurrency N`` with ``DIGEST_DELIVERY=dry-run`` (N = --processes,
+            default the CPU count; with N = 1, --profile or --render-limit: ``send_pending`` in
+            the same process), all in a separate process tree whose peak RSS is reported;
+4. deliver  a sample of the edition re-queued and sent over SMTP to an aiosmtpd sink in its own
+            process: by ``send_pending`` in one process over one connection, then again by
+            ``digest worker --concurrency N``; next to a bare smtplib loop sending one
+            pre-rendered message of median size over one connection (``deliver_ratio`` uses the
+            worker pool, ``deliver_1proc_ratio`` the single process); the sink's per-recipient
+            counts check that every message arrived exactly once;
+4b. postgres  the same edition planned on a throw-away PostgreSQL and samples sent by
+            ``digest worker`` with 1 and 2 processes (bench/postgres.py; --no-postgres skips it);
 5. storage  database size before/after each edition, after ``digest.ledger.compact_ledger``,
             for two consecutive editions (growth must not depend on the number of past ones).
 
@@ -822,7 +826,8 @@ def print_results(r: dict) -> None:
                       f"{w['msgs_per_s']:,.0f} msgs/s",
                       f"{w['sent']:,} of {w['sample']:,} sent; sink {w['sink_received']:,}, dup {w['duplicates']}, "
                       f"missing {w['missing']}; wall {w['wall_s']:.1f} s incl. start-up")
-        t.add_row("deliver on SQLite (send_pending, 1 process)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s", "same sample size")
+        t.add_row("deliver on SQLite (same sample size)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s",
+                  f"{r.get('pool_workers') or 1} worker process(es); one process: {r['deliver_1proc_msgs_per_s']:,.0f} msgs/s")
     elif r.get("postgres_error"):
         t.add_row("PostgreSQL", "skipped", r["postgres_error"][:80])
     for e in r.get("editions", []):
