@@ -388,10 +388,13 @@ def run(
 
     s = _settings()
     setup_logging(json_logs or s.log_json, level=logging.INFO)
+    scheduler = DigestScheduler(s)
     try:
-        DigestScheduler(s).run_forever(wait_for_lock=wait)
+        scheduler.run_forever(wait_for_lock=wait)
     except SchedulerBusy as exc:
         raise UserError(str(exc)) from None
+    if scheduler.lost_leadership:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -48,7 +48,8 @@ def listing_fingerprint(body: bytes) -> str:
     if m is None:
         return hashlib.sha256(body).hexdigest()
     head, entries = body[:m.start()], body[m.start():]
-    if len(_ENTRY_DATE.findall(entries)) >= len(_ENTRY_TAG.findall(entries)):
+    starts = [e.start() for e in _ENTRY_TAG.finditer(entries)] + [len(entries)]
+    if all(_ENTRY_DATE.search(entries, a, b) for a, b in zip(starts, starts[1:])):
         head = _HEAD_STAMP.sub(b"", head)
     return hashlib.sha256(head + b"\0" + entries).hexdigest()
 

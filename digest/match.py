@@ -47,7 +47,6 @@ __all__ = [
     "Matcher",
     "PaperText",
     "make_matcher",
-    "match_pending",
     "stem",
     "tokenize",
 ]

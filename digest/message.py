@@ -416,10 +416,12 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
         'Content-Type: multipart/alternative;\r\n boundary="', boundary, '"\r\n',
         "\r\n",
     ))
-    international = not addr.isascii()
+    # a non-ASCII address anywhere in the header (recipient, sender, unsubscribe mailto) needs
+    # raw UTF-8 and SMTPUTF8; display names never do (they are encoded-words)
+    international = not head.isascii()
     delimiter = f"--{boundary}\r\n".encode("ascii")
     raw = b"".join((
-        head.encode("utf-8") if international else head.encode("ascii"),
+        head.encode("utf-8"),
         delimiter, _PART_HEAD["plain"], _part_qp(rendered, "text"),
         delimiter, _PART_HEAD["html"], _part_qp(rendered, "html"),
         f"--{boundary}--\r\n".encode("ascii"),

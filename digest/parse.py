@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 import feedparser
 
 from .ids import abs_url, fallback_id, parse_arxiv_id, pdf_url
-from .textclean import clean_text, collapse, split_authors
+from .textclean import clean_text, split_authors
 
 MAX_TITLE = 1_000
 MAX_ABSTRACT = 20_000

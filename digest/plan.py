@@ -221,7 +221,7 @@ def _insert_items(session: Session, rows: list[tuple]) -> None:
         return
     conn = session.connection()
     dialect = conn.dialect.name
-    if dialect == "postgresql":
+    if dialect == "postgresql" and conn.dialect.driver == "psycopg":  # COPY as psycopg 3 does it
         with conn.connection.driver_connection.cursor() as cur:
             with cur.copy(f"COPY digest_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:

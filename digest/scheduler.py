@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import locks
 from .db import session_factory, session_scope
@@ -100,6 +101,7 @@ class DigestScheduler:
         self.backend = backend
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={"max_instances": 1})
         self._work = threading.Lock()  # ingest and send never overlap
+        self.lost_leadership = False
 
     # ---- lock
     @property
@@ -112,10 +114,18 @@ class DigestScheduler:
         poll = poll or min(5.0, self.lease / 4)
         announced = False
         while True:
-            with make() as session:
-                if locks.acquire(session, LOCK_NAME, self.holder, self.lease):
-                    return
-                held = locks.holder_of(session, LOCK_NAME)
+            try:
+                with make() as session:
+                    if locks.acquire(session, LOCK_NAME, self.holder, self.lease):
+                        return
+                    held = locks.holder_of(session, LOCK_NAME)
+            except SQLAlchemyError as exc:  # the database restarting is when a standby matters most
+                if not wait:
+                    raise
+                log.error("event=standby-db-error error=%s", str(exc).splitlines()[0][:300])
+                if self.stop.wait(poll):
+                    raise SchedulerBusy("stopped while standing by") from None
+                continue
             until = held.expires_at.isoformat(timespec="seconds") if held else "?"
             if not wait:
                 raise SchedulerBusy(
@@ -130,7 +140,9 @@ class DigestScheduler:
     def heartbeat(self) -> None:
         with session_factory(self.settings)() as session:
             if not locks.acquire(session, LOCK_NAME, self.holder, self.lease):
-                log.error("lost the scheduler lock; stopping")
+                log.error("event=leadership-lost holder=%s; stopping (exit 1, so a supervisor restarts "
+                          "this instance as a standby)", self.holder)
+                self.lost_leadership = True
                 self.stop.set()
 
     # ---- jobs

@@ -34,10 +34,28 @@ log = logging.getLogger("digest.send")
 CLAIM_BATCH = 50
 MAX_ATTEMPTS = 5
 AUTHORS_KEPT = 12
+# wait before the 2nd, 3rd, ... attempt of a deferred digest (greylisting lasts minutes)
+RETRY_AFTER = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30))
+
+
+def _process_space() -> str:
+    """Which PIDs this process can see: its boot and PID namespace. Two containers sharing a
+    hostname (host networking) differ here, so one never judges the other's PIDs."""
+    parts = []
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(path) if path.endswith("/pid") else open(path).read().strip())
+        except OSError:
+            parts.append("?")
+    return uuid.uuid5(uuid.NAMESPACE_OID, "|".join(parts)).hex[:8]
+
+
+_SPACE = _process_space()
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """host:pid:nonce:space; reclaim_dead_local trusts the pid only within the same space."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}:{_SPACE}"
 
 
 @dataclass
@@ -116,39 +134,48 @@ def _item_order(it: PlannedItem):
     return (it.section == "trending", it.position)
 
 
+def _retry_due(now: datetime):
+    return and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS,
+                or_(Digest.lease_until.is_(None), Digest.lease_until < now))
+
+
 def _claimable(now: datetime, exclude: set[int]):
-    cond = or_(Digest.status == "planned",
-               and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS),
+    cond = or_(Digest.status == "planned", _retry_due(now),
                and_(Digest.status == "sending", Digest.lease_until < now))
     return and_(cond, Digest.id.notin_(exclude)) if exclude else cond
 
 
 def _claimable_by_status(now: datetime):
     """The claimable test split per status: each part can walk the (status, id) index."""
-    return (Digest.status == "planned",
-            and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS),
+    return (Digest.status == "planned", _retry_due(now),
             and_(Digest.status == "sending", Digest.lease_until < now))
 
 
 def reclaim_dead_local(session: Session, now: datetime) -> int:
-    """Expire the leases of digests claimed by processes of this host that no longer run."""
+    """Expire the (still running) leases of digests claimed by processes of this host and PID
+    space that no longer exist. Returns how many leases it expired."""
     host = socket.gethostname()
     rows = session.execute(select(Digest.id, Digest.claimed_by).where(
-        Digest.status == "sending", Digest.claimed_by.like(f"{host}:%"))).all()
+        Digest.status == "sending", Digest.lease_until >= now)).all()
+    session.rollback()
     dead = []
     for did, claimer in rows:
+        parts = (claimer or "").split(":")
+        if len(parts) != 4 or parts[0] != host or parts[3] != _SPACE:
+            continue
         try:
-            pid = int(claimer.split(":")[1])
-            os.kill(pid, 0)
+            os.kill(int(parts[1]), 0)
         except ProcessLookupError:
             dead.append(did)
-        except (ValueError, IndexError, PermissionError):
+        except (ValueError, PermissionError):
             continue
-    if dead:
-        session.execute(update(Digest).where(Digest.id.in_(dead), Digest.status == "sending")
-                        .values(lease_until=now - timedelta(seconds=1)))
-        session.commit()
-    return len(dead)
+    if not dead:
+        return 0
+    result = session.execute(update(Digest).where(Digest.id.in_(dead), Digest.status == "sending",
+                                                  Digest.lease_until >= now)
+                             .values(lease_until=now - timedelta(seconds=1)))
+    session.commit()
+    return result.rowcount or 0
 
 
 def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int = CLAIM_BATCH,
@@ -275,7 +302,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                 if did in lost:  # our lease ran out and another sender took it: theirs now
                     continue
                 sub = subs.get(digests[did].subscriber_id)
-                if did not in jobs:
+                if did not in jobs or sub.status != "active":  # (or bounced earlier in this batch)
+                    _cancel({did: jobs.pop(did, None)})
                     _finish(ledger, did, worker, status="skipped", error="subscriber not active")
                     continue
                 job = jobs.pop(did)
@@ -304,7 +332,9 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     if _count_failure(session, sub.id, settings.bounce_after, sub):
                         report.bounced += 1
                 else:
-                    _finish(ledger, did, worker, status="deferred", error=result.error)
+                    _finish(ledger, did, worker, status="deferred", error=result.error,
+                            retry_at=datetime.now(timezone.utc) + RETRY_AFTER[
+                                min(len(RETRY_AFTER), max(1, digests[did].attempts)) - 1])
                     deferred_now.add(did)
                     report.deferred += 1
                     report.errors.append(f"{sub.email}: deferred: {result.error}")
@@ -327,7 +357,7 @@ class _Statements:
     def __init__(self) -> None:
         t = Digest.__table__
         ids = bindparam("ids", expanding=True)
-        self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition).where(t.c.id.in_(ids))
+        self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition, t.c.attempts).where(t.c.id.in_(ids))
         s = Subscriber.__table__
         self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
                                   s.c.consecutive_failures).where(s.c.id.in_(bindparam("ids", expanding=True)))
@@ -335,7 +365,8 @@ class _Statements:
         self.finish: dict[tuple[bool, bool], object] = {}
         for sent in (True, False):
             for with_error in (True, False):
-                values = {"status": bindparam("status", type_=t.c.status.type), "lease_until": None}
+                values = {"status": bindparam("status", type_=t.c.status.type),
+                          "lease_until": bindparam("lease_until", type_=t.c.lease_until.type)}
                 if sent:
                     values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
                                   message_id=bindparam("message_id", type_=t.c.message_id.type),
@@ -357,10 +388,11 @@ def _statements() -> _Statements:
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
-            message_id: str | None = None, subject: str | None = None) -> None:
-    """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session)."""
+            message_id: str | None = None, subject: str | None = None, retry_at: datetime | None = None) -> None:
+    """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session).
+    A deferred digest keeps `retry_at` in lease_until: no sender claims it before then."""
     sent = status == "sent"
-    params: dict = {"did": did, "worker": worker, "status": status}
+    params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at}
     if sent:
         params.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject)
     if error is not None:

@@ -38,16 +38,27 @@ def work(settings: Settings, *, once: bool = False, stop: threading.Event | None
     totals = {"sent": 0, "failed": 0, "deferred": 0, "rounds": 0}
     renderer = Renderer(settings)
     log.info("event=worker-start worker=%s", me)
+    pause = settings.worker_poll_seconds
     while not stop.is_set():
-        config, error = current_topics(settings)
-        if error:
-            log.error("event=topics-invalid using=last-valid error=%s", error.replace("\n", " | "))
-        names = {t.id: t.name for t in config.topics}   # section headings
-        if backend is not None:
-            report = send_pending(settings, make, backend, renderer, names, stop=stop, worker=me)
-        else:
-            with open_backend(settings) as own:
-                report = send_pending(settings, make, own, renderer, names, stop=stop, worker=me)
+        try:
+            config, error = current_topics(settings)
+            if error:
+                log.error("event=topics-invalid using=last-valid error=%s", error.replace("\n", " | "))
+            names = {t.id: t.name for t in config.topics}   # section headings
+            if backend is not None:
+                report = send_pending(settings, make, backend, renderer, names, stop=stop, worker=me)
+            else:
+                with open_backend(settings) as own:
+                    report = send_pending(settings, make, own, renderer, names, stop=stop, worker=me)
+        except Exception as exc:  # database down, bad config...: wait longer each time, keep going
+            log.error("event=worker-error worker=%s error=%s: %s; retrying in %.0f s", me, type(exc).__name__,
+                      str(exc).splitlines()[0][:300] if str(exc) else "", pause)
+            if once:
+                raise
+            stop.wait(pause)
+            pause = min(pause * 2, 300.0)
+            continue
+        pause = settings.worker_poll_seconds
         totals["rounds"] += 1
         for key in ("sent", "failed", "deferred"):
             totals[key] += getattr(report, key)

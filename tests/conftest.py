@@ -78,12 +78,17 @@ def postgres():
 
 
 @pytest.fixture
-def db_url(request, tmp_path) -> str:
-    """A fresh, empty (migrated) database for one test, on the database under test."""
+def db_url(request, tmp_path):
+    """A fresh, empty (migrated) database for one test, on the database under test (dropped after)."""
     if TEST_DB == "sqlite":
-        return f"sqlite:///{tmp_path}/digest.db"
+        yield f"sqlite:///{tmp_path}/digest.db"
+        return
     server = request.getfixturevalue("postgres")
-    return server.create_database(f"t{next(_db_numbers)}", template="digest_template")
+    name = f"t{next(_db_numbers)}"
+    url = server.create_database(name, template="digest_template")
+    yield url
+    dispose_all()   # the test's engines hold connections to it
+    server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(autouse=True)

@@ -141,6 +141,12 @@ def test_fingerprint_keeps_channel_dates_when_an_entry_has_none():
     # entries without a date are dated by the channel: a new channel date is a change
     assert listing_fingerprint(head + undated) != listing_fingerprint(later + undated)
     assert listing_fingerprint(head + dated) != listing_fingerprint(head + dated.replace(b">A<", b">B<"))
+    # one entry with two dates does not make up for one with none
+    two_dates = b"<entry><title>A</title><published>2026-11-18</published><updated>2026-11-18</updated></entry>"
+    no_date = b"<entry><title>B</title></entry></feed>"
+    atom = b"<feed><updated>2026-11-18T05:00:00Z</updated>"
+    assert listing_fingerprint(atom + two_dates + no_date) != listing_fingerprint(
+        atom.replace(b"05:00", b"06:00") + two_dates + no_date)
     # the XML declaration (encoding) always counts
     decl = b"<?xml version='1.0' encoding='UTF-8'?>"
     assert listing_fingerprint(decl + head + dated) != listing_fingerprint(decl.replace(b"UTF-8", b"latin-1") + head + dated)

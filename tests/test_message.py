@@ -252,3 +252,16 @@ def test_build_message_parses_back(settings, renderer):
     msg = build_message(settings, content, renderer.render(content), now=NOW)
     assert isinstance(msg, email.message.EmailMessage)
     assert msg["To"].addresses[0].addr_spec == "ada@example.org"
+
+
+def test_non_ascii_sender_and_mailto_use_smtputf8_instead_of_failing(renderer):
+    s = Settings(database_url="sqlite://", DIGEST_FROM="Bücher Digest <digest@bücher.example>",
+                 secret_key="test-secret", unsubscribe_mailto="désabonner@bücher.example")
+    out = compose(s, realistic(), renderer.render(realistic()), now=NOW)
+    assert out.smtputf8
+    msg = parse(out.raw)
+    assert "digest@bücher.example" in msg["From"]
+    assert "mailto:désabonner@bücher.example" in msg["List-Unsubscribe"]
+    ascii_only = compose(Settings(database_url="sqlite://", DIGEST_FROM="Digest <d@example.org>", secret_key="k"),
+                         realistic(), renderer.render(realistic()), now=NOW)
+    assert not ascii_only.smtputf8 and ascii_only.raw.isascii()

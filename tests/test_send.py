@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from digest.db import session_factory
-from digest.models import Digest, DigestItem, Subscriber
+from digest.models import Digest, Subscriber
 from digest.pipeline import send_now
 from digest.settings import Settings, reset_settings_cache
 from tests.factories import add_paper, add_subscriber
@@ -207,3 +207,60 @@ def test_sender_killed_mid_run_then_restarted(smtp_settings, sink, monkeypatch):
     assert sorted(counts) == sorted(emails)                       # no loss
     assert sum(n - 1 for n in counts.values()) <= 1               # at most one duplicate per crash
     assert set(_statuses(smtp_settings).values()) == {"sent"}
+
+
+def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink):
+    _subscribers(smtp_settings, ["grey@example.org"])
+    _seed_papers(smtp_settings, "07", 1)
+    for _ in range(3):                      # greylisted: 451 to every attempt of this run
+        sink.script_rcpt("grey@example.org", "451 4.7.1 greylisted, try later", "451 4.7.1 greylisted",
+                         "451 4.7.1 greylisted")
+    first = send_now(smtp_settings, ingest=False, edition=D1)
+    assert first.send.deferred == 1 and sink.delivered_to() == []
+    again = send_now(smtp_settings, ingest=False, edition=D1)   # too early: not even tried
+    assert (again.send.sent, again.send.deferred) == (0, 0)
+    with session_factory(smtp_settings)() as s:
+        d = s.scalars(select(Digest)).one()
+        assert d.status == "deferred" and d.attempts == 1
+        assert d.lease_until > datetime.now(timezone.utc) + timedelta(minutes=1)
+        d.lease_until = datetime.now(timezone.utc) - timedelta(seconds=1)   # the retry time came
+        s.commit()
+    later = send_now(smtp_settings, ingest=False, edition=D1)
+    assert later.send.sent == 1 and sink.delivered_to() == ["grey@example.org"]
+
+
+def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_settings, sink):
+    from digest.send import reclaim_dead_local, worker_id
+
+    _subscribers(smtp_settings, ["a@example.org"])
+    _seed_papers(smtp_settings, "08", 1)
+    send_now(smtp_settings, ingest=False, edition=D1, dry_run=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host, _, nonce, space = worker_id().split(":")
+    claimer = f"{host}:{int(dead.stdout)}:{nonce}:{space}"
+    now = datetime.now(timezone.utc)
+    with session_factory(smtp_settings)() as s:
+        d = s.scalars(select(Digest)).one()
+        d.status, d.claimed_by, d.lease_until = "sending", claimer, now + timedelta(minutes=5)
+        s.commit()
+        assert reclaim_dead_local(s, now) == 1      # its lease is expired at once ...
+        assert reclaim_dead_local(s, now) == 0      # ... and only once
+    # a send restricted to another edition finishes (the D1 row is not its to take)
+    report = send_now(smtp_settings, ingest=False, edition=D2)
+    assert report.send.failed == 0
+
+
+def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
+    from digest.send import reclaim_dead_local, worker_id
+
+    _subscribers(smtp_settings, ["a@example.org"])
+    _seed_papers(smtp_settings, "09", 1)
+    send_now(smtp_settings, ingest=False, edition=D1)
+    with session_factory(smtp_settings)() as s:
+        host, _, nonce, _space = worker_id().split(":")
+        d = s.scalars(select(Digest)).one()
+        # same hostname, a PID that does not exist here, another container's PID namespace
+        d.status, d.claimed_by = "sending", f"{host}:999999:{nonce}:othrspce"
+        d.lease_until = datetime.now(timezone.utc) + timedelta(minutes=5)
+        s.commit()
+        assert reclaim_dead_local(s, datetime.now(timezone.utc)) == 0
