@@ -151,6 +151,14 @@ def _claimable_by_status(now: datetime):
             and_(Digest.status == "sending", Digest.lease_until < now))
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def reclaim_dead_local(session: Session, now: datetime) -> int:
     """Expire the (still running) leases of digests claimed by processes of this host and PID
     space that no longer exist. Returns how many leases it expired."""
@@ -164,11 +172,15 @@ def reclaim_dead_local(session: Session, now: datetime) -> int:
         if len(parts) != 4 or parts[0] != host or parts[3] != _SPACE:
             continue
         try:
-            os.kill(int(parts[1]), 0)
+            pid = int(parts[1])
+            os.kill(pid, 0)
         except ProcessLookupError:
             dead.append(did)
+            continue
         except (ValueError, PermissionError):
             continue
+        if _zombie(pid):  # killed, not yet reaped by its parent: as dead as it gets
+            dead.append(did)
     if not dead:
         return 0
     result = session.execute(update(Digest).where(Digest.id.in_(dead), Digest.status == "sending",

@@ -264,3 +264,25 @@ def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
         d.lease_until = datetime.now(timezone.utc) + timedelta(minutes=5)
         s.commit()
         assert reclaim_dead_local(s, datetime.now(timezone.utc)) == 0
+
+
+def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink):
+    from digest.send import reclaim_dead_local, worker_id
+
+    _subscribers(smtp_settings, ["a@example.org"])
+    _seed_papers(smtp_settings, "10", 1)
+    send_now(smtp_settings, ingest=False, edition=D1)
+    zombie = subprocess.Popen(["sleep", "60"])
+    try:
+        zombie.kill()
+        time.sleep(0.3)                       # killed; not waited for: a zombie, pid still taken
+        host, _, nonce, space = worker_id().split(":")
+        now = datetime.now(timezone.utc)
+        with session_factory(smtp_settings)() as s:
+            d = s.scalars(select(Digest)).one()
+            d.status, d.claimed_by = "sending", f"{host}:{zombie.pid}:{nonce}:{space}"
+            d.lease_until = now + timedelta(minutes=5)
+            s.commit()
+            assert reclaim_dead_local(s, now) == 1
+    finally:
+        zombie.wait()
