@@ -32,55 +32,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import random
-import resource
 import shutil
-import smtplib
 import sqlite3
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from bench.common import (_clean_env, db_path, make_settings, peak_rss_mb, run_in_child,  # noqa: F401
+                          run_workers_cli, ts)
+from bench.deliver import stage_deliver
+from bench.report import print_results
 from bench.synth import Generator, PaperDef, arxiv_rss
 
 FEED_ENTRIES = 2000
-TARGETS = {
-    "plan_render_digests_per_s": 2000.0,   # at N = 100,000
-    "deliver_ratio": 0.8,
-    "peak_rss_mb": 1024.0,
-    "reingest_ratio": 0.10,
-}
 
 
 # -------------------------------------------------------------------------------- helpers
-
-def _clean_env() -> None:
-    """Settings also read DIGEST_* variables: the bench sets everything it needs explicitly."""
-    for key in list(os.environ):
-        if key.startswith("DIGEST_"):
-            del os.environ[key]
-
-
-def make_settings(kw: dict, **over):
-    _clean_env()
-    from digest.settings import Settings
-
-    return Settings(**{**kw, **over})
-
-
-def ts(dt: datetime) -> str:
-    """How SQLAlchemy stores a UTCDateTime on SQLite (naive UTC)."""
-    return dt.astimezone(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def db_path(kw: dict) -> str:
-    return kw["database_url"].removeprefix("sqlite:///")
 
 
 def db_size(kw: dict) -> dict:
@@ -122,7 +94,6 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
     """Subscribers, D days of papers (+ matches) and of sent digests (+ items within the window)."""
     con = sqlite3.connect(db_path(kw))
     con.execute("PRAGMA synchronous=OFF")
-    rng = gen.rng
     zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "America/Los_Angeles"]
     created = ts(now - timedelta(days=days + 30))
     sub_topics: list[tuple[str, ...]] = []
@@ -372,227 +343,6 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
         out.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
 
-def peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM). ru_maxrss is not used: on Linux it keeps the parent's
-    RSS across fork + exec, so a spawned child would report the generator's memory."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_in_child(target, *args, timeout: float = 7200) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(*args, child))
-    proc.start()
-    child.close()
-    if not parent.poll(timeout):
-        proc.terminate()
-        raise RuntimeError(f"{target.__name__} timed out")
-    result = parent.recv()
-    proc.join(60)
-    if "error" in result:
-        raise RuntimeError(f"{target.__name__}: {result['error']}\n{result.get('traceback', '')}")
-    return result
-
-
-def _requeue(make, ids: list[int]) -> None:
-    from sqlalchemy import update
-
-    from digest.models import Digest
-
-    with make() as session:
-        for start in range(0, len(ids), 900):
-            session.execute(update(Digest).where(Digest.id.in_(ids[start:start + 900])).values(
-                status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0, message_id=None))
-        session.commit()
-
-
-def _sent_span(make, ids: list[int]) -> tuple[int, float]:
-    """(digests of `ids` sent, seconds from the first to the last sent_at)."""
-    from sqlalchemy import func, select
-
-    from digest.models import Digest
-
-    n, first, last = 0, None, None
-    with make() as session:
-        for start in range(0, len(ids), 900):
-            c, a, b = session.execute(select(func.count(), func.min(Digest.sent_at), func.max(Digest.sent_at)).where(
-                Digest.id.in_(ids[start:start + 900]), Digest.status == "sent")).one()
-            if isinstance(a, str):  # aggregates bypass the column type on SQLite
-                a, b = datetime.fromisoformat(a), datetime.fromisoformat(b)
-            n += c
-            first = a if first is None or (a is not None and a < first) else first
-            last = b if last is None or (b is not None and b > last) else last
-    return n, (last - first).total_seconds() if n > 1 else 0.0
-
-
-def worker_env(kw: dict, delivery: str) -> dict:
-    """The environment of a `digest worker` process with the bench's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update({"DIGEST_DATABASE_URL": kw["database_url"], "DIGEST_DELIVERY": delivery,
-                "DIGEST_CONFIG_DIR": str(kw["config_dir"]), "DIGEST_DATA_DIR": str(kw["data_dir"]),
-                "DIGEST_SECRET_KEY": kw["secret_key"], "DIGEST_PUBLIC_URL": kw["public_url"],
-                "DIGEST_FROM": kw["from_addr"], "DIGEST_LIST_ID": kw["list_id"],
-                "DIGEST_LOOKBACK_DAYS": str(kw["lookback_days"]), "DIGEST_LEDGER_KEEP_DAYS": str(kw["ledger_keep_days"])})
-    return env
-
-
-def run_workers_cli(kw: dict, delivery: str, concurrency: int) -> dict:
-    """`digest worker --once --concurrency N` as a subprocess: wall time, exit code, and the peak
-    RSS of its largest process (children's rusage of this process: call it in a fresh child)."""
-    import subprocess
-
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "digest.cli", "worker", "--once", "--concurrency", str(concurrency)],
-                          env=worker_env(kw, delivery), capture_output=True, text=True, timeout=7200)
-    wall = time.perf_counter() - t0
-    return {"wall_s": wall, "exit_code": proc.returncode, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-
-
-def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_n: int, only_sample: bool,
-                   workers: int, sink_conn_info, out) -> None:
-    """Re-queue `sample` digests of the edition; send a typical one in a bare smtplib loop (the
-    baseline), then the sample through send_pending (one process, one connection), then again
-    through `digest worker --concurrency N` (the product's way to send a large edition)."""
-    try:
-        from sqlalchemy import select
-
-        from digest.db import session_factory
-        from digest.deliver import open_backend
-        from digest.edition import Recipient
-        from digest.message import compose
-        from digest.models import Digest, DigestItem, Subscriber
-        from digest.plan import PlannedItem
-        from digest.render import Renderer
-        from digest.send import ContentBuilder, send_pending
-        from digest.topics import load_topics
-
-        s = make_settings(kw, delivery=f"smtp://127.0.0.1:{port}")
-        edition = date.fromisoformat(edition_iso)
-        config = load_topics(s.topics_file)
-        names = {t.id: t.name for t in config.topics}
-        make = session_factory(s)
-        with make() as session:
-            ids = list(session.scalars(select(Digest.id).where(Digest.edition == edition, Digest.status == "sent")
-                                       .order_by(Digest.id).limit(sample)))
-            emails = dict(session.execute(select(Subscriber.id, Subscriber.email).join(
-                Digest, Digest.subscriber_id == Subscriber.id).where(Digest.id.in_(ids))).all())
-            # the baseline's one message: of the first 200 sampled digests, the one of median size
-            builder, renderer, payloads = ContentBuilder(s, names), Renderer(s), []
-            for d in session.scalars(select(Digest).where(Digest.id.in_(ids[:200]))):
-                sub = session.get(Subscriber, d.subscriber_id)
-                items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
-                         for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
-                builder.load(session, {i.paper_id for i in items})
-                content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
-                payloads.append(compose(s, content, renderer.render(content)).raw)
-            payload = sorted(payloads, key=len)[len(payloads) // 2]
-        _requeue(make, ids)
-        sender = "digest@bench.example"
-        out.send({"phase": "baseline-ready", "payload_bytes": len(payload)})
-        sink_conn_info.recv()  # parent reset the sink
-        t0 = time.perf_counter()
-        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
-            for i in range(baseline_n):
-                smtp.sendmail(sender, [f"baseline{i}@bench.example"], payload)
-        t1 = time.perf_counter()
-        out.send({"phase": "baseline-done", "baseline_n": baseline_n, "baseline_s": t1 - t0})
-        sink_conn_info.recv()  # parent checked and reset the sink
-        t2 = time.perf_counter()
-        with open_backend(s) as backend:
-            # when the edition was only partly rendered (--render-limit), the rest is still planned:
-            # restrict this run to the sampled subscribers
-            report = send_pending(s, make, backend, Renderer(s), names, editions=None,
-                                  subscriber_ids=sorted(emails) if only_sample else None)
-        t3 = time.perf_counter()
-        out.send({"phase": "done", "sample": len(ids), "sent": report.sent, "failed": report.failed,
-                  "deferred": report.deferred, "errors": report.errors[:5], "deliver_s": t3 - t2,
-                  "emails": sorted(e.lower() for e in emails.values())})
-        if workers and not only_sample:
-            sink_conn_info.recv()  # parent checked and reset the sink
-            _requeue(make, ids)
-            run = run_workers_cli(kw, s.delivery, workers)
-            sent, span = _sent_span(make, ids)
-            out.send({"phase": "workers-done", "sent": sent, "span_s": span, **run})
-    except BaseException as exc:
-        import traceback
-
-        out.send({"phase": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
-
-
-def stage_deliver(kw: dict, edition: date, sample: int, baseline_n: int, log, only_sample: bool = False,
-                  workers: int = 2) -> dict:
-    from bench.sink import SinkProcess
-
-    ctx = mp.get_context("spawn")
-    with SinkProcess() as sink:
-        results, child_out = ctx.Pipe(duplex=False)
-        go_child, go = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_deliver_child,
-                           args=(kw, sink.port, edition.isoformat(), sample, baseline_n, only_sample, workers,
-                                 go_child, child_out))
-        proc.start()
-        child_out.close()
-
-        def expect(phase):
-            if not results.poll(7200):
-                raise RuntimeError("deliver child timed out")
-            msg = results.recv()
-            if msg.get("phase") == "error":
-                raise RuntimeError(f"deliver child: {msg['error']}\n{msg.get('traceback', '')}")
-            assert msg["phase"] == phase, msg
-            return msg
-
-        ready = expect("baseline-ready")
-        sink.reset()
-        go.send("go")
-        base = expect("baseline-done")
-        bstats = sink.stats()
-        sink.reset()
-        go.send("go")
-        log("  baseline done; delivering through send_pending ...")
-        done = expect("done")
-        stats = sink.stats()
-        pool = None
-        if workers and not only_sample:
-            sink.reset()
-            go.send("go")
-            log(f"  delivering the sample again through `digest worker --concurrency {workers}` ...")
-            pool = expect("workers-done")
-            pool_stats = sink.stats()
-        proc.join(60)
-    if pool is not None:
-        pool_per = Counter(pool_stats["per_rcpt"])
-        pool_result = {
-            "pool_workers": workers, "pool_sent": pool["sent"], "pool_exit_code": pool["exit_code"],
-            "pool_msgs_per_s": (pool["sent"] - 1) / pool["span_s"] if pool["span_s"] else 0.0,
-            "pool_wall_s": pool["wall_s"], "pool_sink_received": pool_stats["messages"],
-            "pool_duplicates": sum(c - 1 for c in pool_per.values() if c > 1),
-            "pool_missing": len(set(done["emails"]) - set(pool_per)), "pool_stderr_tail": pool["stderr_tail"]}
-    else:
-        pool_result = {}
-    per = Counter(stats["per_rcpt"])
-    duplicates = sum(c - 1 for c in per.values() if c > 1)
-    expected = set(done["emails"])
-    return {
-        "deliver_sample": done["sample"], "deliver_sent": done["sent"], "deliver_failed": done["failed"],
-        "deliver_deferred": done["deferred"], "deliver_errors": done["errors"], "deliver_s": done["deliver_s"],
-        "deliver_msgs_per_s": done["sent"] / done["deliver_s"] if done["deliver_s"] else 0.0,
-        "baseline_n": base["baseline_n"], "baseline_s": base["baseline_s"],
-        "baseline_msgs_per_s": base["baseline_n"] / base["baseline_s"],
-        "baseline_received": bstats["messages"], "payload_bytes": ready["payload_bytes"],
-        "sink_received": stats["messages"], "sink_bytes": stats["bytes"], "duplicates": duplicates,
-        "sink_recipients": len(per), "missing_recipients": len(expected - set(per)),
-        "unexpected_recipients": len(set(per) - expected),
-        **pool_result,
-    }
-
 
 # -------------------------------------------------------------------------------- scenario
 
@@ -664,7 +414,6 @@ def run(args, log=print) -> dict:
     log("[3] plan + render (child process)")
     ed = run_in_child(_edition_child, kw, now.isoformat(), now.date().isoformat(), args.profile, args.render_limit,
                       args.processes)
-    total = ed["plan_s"] + ed["render_s"]
     result.update({
         "planned": ed["planned"], "plan_empty": ed["empty"], "plan_groups": ed["groups"],
         "plan_s": ed["plan_s"], "render_s": ed["render_s"], "rendered": ed["rendered"],
@@ -752,95 +501,6 @@ def run(args, log=print) -> dict:
         shutil.rmtree(work, ignore_errors=True)
         result["workdir"] += " (removed)"
     return result
-
-
-# -------------------------------------------------------------------------------- output
-
-def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
-    """(metric, measured, target, verdict)."""
-    def ok(b):
-        return "[green]met[/green]" if b else "[red]MISSED[/red]"
-
-    rows = [
-        ("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "≥ 2,000/s at N=100k",
-         ok(r["plan_render_digests_per_s"] >= TARGETS["plan_render_digests_per_s"]) if r["subscribers"] >= 100_000
-         else ("(indicative)" if r["plan_render_digests_per_s"] >= 2000 else "[yellow]below[/yellow] (indicative)")),
-        ("deliver ratio", f"{r['deliver_ratio']:.2f}", "≥ 0.80 × bare smtplib", ok(r["deliver_ratio"] >= 0.8)),
-        ("peak RSS (send)", f"{r['peak_rss_mb']:,.0f} MB", "< 1,024 MB", ok(r["peak_rss_mb"] < 1024)),
-        ("re-ingest (same bytes)", f"{r['reingest_ratio']:.1%}", "< 10%", ok(r["reingest_ratio"] < 0.10)),
-        ("re-ingest (rebuilt feed)", f"{r['reingest_changed_ratio']:.1%}", "< 10% (stricter reading)",
-         ok(r["reingest_changed_ratio"] < 0.10)),
-    ]
-    if "ledger_bounded" in r:
-        rows.append(("ledger bounded", f"items {r['editions'][0]['digest_items']:,} → {r['editions'][-1]['digest_items']:,}",
-                     "flat per edition", ok(r["ledger_bounded"])))
-    pool = (f"; workers: sink {r['pool_sink_received']:,} / sent {r['pool_sent']:,}, dup {r['pool_duplicates']}"
-            if r.get("pool_workers") else "")
-    rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}{pool}",
-                 "equal, 0 duplicates", ok(r["correct"])))
-    return rows
-
-
-def print_results(r: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    c = Console()
-    t = Table(title=f"digest scale bench — N={r['subscribers']:,} subscribers, T={r['topics']}, P={r['papers_per_day']}, "
-                    f"D={r['days']} ({r['cpu_count']} CPUs, Python {r['python']})")
-    t.add_column("stage")
-    t.add_column("measure", justify="right")
-    t.add_column("detail")
-    t.add_row("setup", f"{r['setup_s']:.0f} s", f"{r['history_digests']:,} past digests, {r['history_items']:,} items "
-              f"({r['history_items_per_digest']} per digest)")
-    t.add_row("ingest", f"{r['ingest_papers_per_s']:,.0f} papers/s",
-              f"{r['ingest_entries']} entries, {r['ingest_s']:.2f} s ({r['ingest_new']} new, {r['ingest_updated']} updated)")
-    t.add_row("re-ingest same bytes", f"{r['reingest_ratio']:.1%}", f"{r['reingest_s'] * 1000:.0f} ms ({r['reingest_status']})")
-    t.add_row("re-ingest rebuilt feed", f"{r['reingest_changed_ratio']:.1%}", f"{r['reingest_changed_s']:.2f} s "
-              f"({r['reingest_changed_unchanged']} unchanged)")
-    t.add_row("match", f"{r['match_pairs_per_s']:,.0f} pairs/s",
-              f"{r['match_papers']} papers × {r['topics']} topics in {r['match_s']:.2f} s, {r['match_assignments']} assignments")
-    t.add_row("plan", f"{r['plan_digests_per_s']:,.0f} digests/s", f"{r['planned']:,} planned in {r['plan_s']:.1f} s "
-              f"({r['plan_groups']:,} groups, {r['plan_empty']:,} empty)")
-    how = (f"digest worker ×{r['render_processes']}, dry-run" if r.get("render_processes", 1) > 1
-           else "send_pending, dry-run backend")
-    t.add_row(f"render ({how})", f"{r['render_digests_per_s']:,.0f} digests/s",
-              f"{r['rendered']:,} in {r['render_s']:.1f} s{' (profiled)' if r['profiled'] else ''}")
-    t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "")
-    t.add_row("deliver, 1 process (send_pending → SMTP)", f"{r['deliver_1proc_msgs_per_s']:,.0f} msgs/s",
-              f"{r['deliver_sent']:,} of sample {r['deliver_sample']:,} in {r['deliver_s']:.1f} s, ratio "
-              f"{r['deliver_1proc_ratio']:.2f}")
-    if r.get("pool_workers"):
-        t.add_row(f"deliver, digest worker ×{r['pool_workers']} → SMTP", f"{r['pool_msgs_per_s']:,.0f} msgs/s",
-                  f"{r['pool_sent']:,} sent (first to last sent_at); wall {r['pool_wall_s']:.1f} s incl. start-up")
-    t.add_row("bare smtplib loop", f"{r['baseline_msgs_per_s']:,.0f} msgs/s",
-              f"{r['baseline_n']:,} × {r['payload_bytes']:,} B in {r['baseline_s']:.1f} s")
-    t.add_row("deliver ratio", f"{r['deliver_ratio']:.2f}", "")
-    t.add_row("peak RSS (plan + send process)", f"{r['peak_rss_mb']:,.0f} MB", f"at start {r['child_start_rss_mb']:.0f} MB")
-    t.add_row("database", f"{r['db_bytes'] / 1e6:,.1f} MB", "")
-    if r.get("pg_workers"):
-        t.add_row("plan on PostgreSQL", f"{r['pg_plan_digests_per_s']:,.0f} digests/s",
-                  f"{r['pg_planned']:,} planned in {r['pg_plan_s']:.1f} s (copy of the history {r['pg_copy_s']:.0f} s)")
-        for w in r["pg_workers"]:
-            t.add_row(f"deliver on PostgreSQL, {w['workers']} worker process{'es' if w['workers'] > 1 else ''}",
-                      f"{w['msgs_per_s']:,.0f} msgs/s",
-                      f"{w['sent']:,} of {w['sample']:,} sent; sink {w['sink_received']:,}, dup {w['duplicates']}, "
-                      f"missing {w['missing']}; wall {w['wall_s']:.1f} s incl. start-up")
-        t.add_row("deliver on SQLite (same sample size)", f"{r['deliver_msgs_per_s']:,.0f} msgs/s",
-                  f"{r.get('pool_workers') or 1} worker process(es); one process: {r['deliver_1proc_msgs_per_s']:,.0f} msgs/s")
-    elif r.get("postgres_error"):
-        t.add_row("PostgreSQL", "skipped", r["postgres_error"][:80])
-    for e in r.get("editions", []):
-        t.add_row(f"edition {e['edition']}", f"{e['used_growth'] / 1e6:+,.2f} MB used",
-                  f"file {e['file_growth'] / 1e6:+,.2f} MB; items {e['digest_items']:,}; digests {e['digests']:,}; "
-                  f"compacted {e['compacted_items']:,}")
-    c.print(t)
-    v = Table(title="targets")
-    for col in ("target", "measured", "wanted", "verdict"):
-        v.add_column(col)
-    for row in verdicts(r):
-        v.add_row(*row)
-    c.print(v)
 
 
 def parse_args(argv=None):
