@@ -10,7 +10,6 @@ status no sender claims). Throughput is counted from the ``sent_at`` stamps of t
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -88,6 +87,7 @@ def _sample_stats(pg_url: str, ids: list[int]) -> dict:
 
 def stage_postgres(kw: dict, now: datetime, sample: int, log, worker_counts=(1, 2)) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.common import worker_env
     from bench.sink import SinkProcess
     from tests.pg_server import PostgresUnavailable, TempPostgres
 
@@ -133,13 +133,7 @@ def stage_postgres(kw: dict, now: datetime, sample: int, log, worker_counts=(1, 
                 if not ids:
                     break
                 sink.reset()
-                env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-                env.update({"DIGEST_DATABASE_URL": url, "DIGEST_DELIVERY": f"smtp://127.0.0.1:{sink.port}",
-                            "DIGEST_CONFIG_DIR": str(kw["config_dir"]), "DIGEST_DATA_DIR": str(kw["data_dir"]),
-                            "DIGEST_SECRET_KEY": kw["secret_key"], "DIGEST_PUBLIC_URL": kw["public_url"],
-                            "DIGEST_FROM": kw["from_addr"], "DIGEST_LIST_ID": kw["list_id"],
-                            "DIGEST_LOOKBACK_DAYS": str(kw["lookback_days"]),
-                            "DIGEST_LEDGER_KEEP_DAYS": str(kw["ledger_keep_days"])})
+                env = worker_env({**kw, "database_url": url}, f"smtp://127.0.0.1:{sink.port}")
                 log(f"  {n_workers} worker(s): sending {len(ids):,} digests")
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "digest.cli", "worker", "--once",
