@@ -31,7 +31,7 @@ from .plan import PlannedItem
 from .settings import Settings
 
 log = logging.getLogger("digest.send")
-CLAIM_BATCH = 50
+CLAIM_BATCH = 200
 MAX_ATTEMPTS = 5
 AUTHORS_KEPT = 12
 # wait before the 2nd, 3rd, ... attempt of a deferred digest (greylisting lasts minutes)
