@@ -21,18 +21,19 @@ in their place (``Slotted``) and filled in per recipient, escaped as the templat
 """
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from email.utils import parseaddr
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from digest.edition import DigestContent, PaperItem
 from digest import tokens
+from digest.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
+from digest.edition import DigestContent, PaperItem
+from digest.rendered import Rendered, Slotted
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -44,204 +45,12 @@ SECTION_NAME_MAX = 80
 CATEGORY_MAX = 32
 PHRASE_MAX = 60
 PHRASES_MAX = 5
-URL_MAX = 900
 ABSTRACT_LEVELS = (360, 160, 0)   # characters of abstract per shrink level
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _build_clean_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
-    for cp in list(range(0x00, 0x20)) + list(range(0x7F, 0xA0)):
-        table[cp] = " "                       # C0/C1 controls incl. CR, LF, TAB
-    for cp in (0x2028, 0x2029, 0x85):
-        table[cp] = " "                       # line/paragraph separators
-    for cp in list(range(0x202A, 0x202F)) + list(range(0x2066, 0x206A)) + [0x200E, 0x200F, 0x061C]:
-        table[cp] = None                      # bidi embeddings/overrides/isolates/marks (spoofing)
-    for cp in [0xFEFF, 0xFFF9, 0xFFFA, 0xFFFB, 0xFFFE, 0xFFFF] + list(range(0xD800, 0xE000)):
-        table[cp] = None                      # BOM, interlinear annotations, lone surrogates
-    return table
-
-
-_CLEAN = _build_clean_table()
-# absolute http(s), no userinfo@ (https://arxiv.org@evil.example), no spaces or controls
-_URL_OK = re.compile(r"https?://[^\x00-\x20\x7f/?#\\@]+(?:[/?#][^\x00-\x20\x7f]*)?", re.I)
-
-
-def clean_text(value, limit: int) -> str:
-    """One line of display text: no control characters, collapsed whitespace, at most ``limit``
-    characters (cut at a word, with an ellipsis)."""
-    if not value:
-        return ""
-    if not isinstance(value, str):
-        value = str(value)
-    s = value[: limit * 2 + 64]
-    if not s.isprintable():                   # fast path: nothing to remove
-        s = s.translate(_CLEAN)
-    s = " ".join(s.split())
-    if len(s) > limit:
-        s = trim_words(s, limit)
-    return s
-
-
-def trim_words(s: str, limit: int) -> str:
-    if len(s) <= limit:
-        return s
-    if limit <= 1:
-        return "…"
-    cut = s[: limit - 1]
-    space = cut.rfind(" ")
-    if space >= limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def safe_url(value) -> str | None:
-    """``value`` if it is a plain absolute http(s) URL, else None (never linked)."""
-    if not value or not isinstance(value, str):
-        return None
-    u = value.strip()
-    if len(value) > URL_MAX + 64 or len(u) > URL_MAX or not u.isascii():
-        return None
-    return u if _URL_OK.fullmatch(u) else None
-
-
-def format_date(d) -> str:
-    if isinstance(d, datetime):
-        d = d.date()
-    if not isinstance(d, date):
-        return ""
-    return f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
 
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
-
-
-class Slotted:
-    """One part (HTML or text) rendered once for every digest of one content: blocks of whole
-    lines shared by all, and the few lines that hold recipient slots (placeholder words
-    ``{prefix}{k}x``), kept split as (text, slot, text, ...). ``encoded`` encodes each shared
-    block once (QP is line-local, so whole-line encodings concatenate)."""
-
-    __slots__ = ("blocks", "counts", "nbytes", "newline_added", "_encoded", "_encoder")
-
-    def __init__(self, text: str, prefix: str, n_slots: int):
-        self.newline_added = not text.endswith("\n")
-        if self.newline_added:
-            text += "\n"
-        split = re.compile(re.escape(prefix) + r"(\d)x").split
-        blocks: list = []
-        counts = [0] * n_slots
-        nbytes = 0
-        pos = 0
-        find = text.find
-        at = find(prefix)
-        while at >= 0:
-            start = text.rfind("\n", 0, at) + 1
-            end = find("\n", at) + 1
-            if start > pos:
-                blocks.append(text[pos:start])
-            parts = split(text[start:end])
-            for i in range(1, len(parts), 2):
-                k = parts[i] = int(parts[i])
-                counts[k] += 1
-            for i in range(0, len(parts), 2):
-                nbytes += len(parts[i].encode("utf-8"))
-            blocks.append(tuple(parts))
-            pos = end
-            at = find(prefix, end)
-        if pos < len(text):
-            blocks.append(text[pos:])
-        nbytes += sum(len(b.encode("utf-8")) for b in blocks if type(b) is str)
-        self.blocks = blocks
-        self.counts = counts
-        self.nbytes = nbytes
-        self._encoded: list | None = None
-        self._encoder = None
-
-    def size(self, values: tuple[str, ...]) -> int:
-        """UTF-8 bytes of the part filled with ``values`` (without the added final newline)."""
-        n = self.nbytes - self.newline_added
-        for count, v in zip(self.counts, values):
-            if count:
-                n += count * len(v.encode("utf-8"))
-        return n
-
-    def fill(self, values: tuple[str, ...]) -> str:
-        out = []
-        for b in self.blocks:
-            if type(b) is str:
-                out.append(b)
-            else:
-                out.extend([x if type(x) is str else values[x] for x in b])
-        text = "".join(out)
-        return text[:-1] if self.newline_added else text
-
-    def encoded(self, values: tuple[str, ...], encode) -> bytes:
-        """``encode`` (whole lines -> bytes) of the filled part, final newline included."""
-        cached = self._encoded
-        if cached is None or self._encoder is not encode:
-            cached = self._encoded = [encode(b) if type(b) is str else None for b in self.blocks]
-            self._encoder = encode
-        out = []
-        for b, enc in zip(self.blocks, cached):
-            if enc is None:
-                enc = encode("".join([x if type(x) is str else values[x] for x in b]))
-            out.append(enc)
-        return b"".join(out)
-
-
-def _whole_lines(text: str) -> str:
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text if text.endswith("\n") else text + "\n"
-
-
-class Rendered:
-    """Subject, preheader, HTML and text of one digest. ``html``/``text`` are built on access
-    when the digest came from the per-content cache; ``html_qp``/``text_qp`` give a part's
-    wire encoding without building it."""
-
-    __slots__ = ("subject", "preheader", "_html", "_text", "_html_values", "_text_values")
-
-    def __init__(self, subject: str, html, text, preheader: str, *,
-                 html_values: tuple[str, ...] = (), text_values: tuple[str, ...] = ()):
-        self.subject = subject
-        self.preheader = preheader
-        self._html = html                # str, or a Slotted filled with html_values
-        self._text = text
-        self._html_values = html_values
-        self._text_values = text_values
-
-    @property
-    def html(self) -> str:
-        h = self._html
-        return h if type(h) is str else h.fill(self._html_values)
-
-    @property
-    def text(self) -> str:
-        t = self._text
-        return t if type(t) is str else t.fill(self._text_values)
-
-    def html_qp(self, encode) -> bytes:
-        h = self._html
-        return encode(_whole_lines(h)) if type(h) is str else h.encoded(self._html_values, encode)
-
-    def text_qp(self, encode) -> bytes:
-        t = self._text
-        return encode(_whole_lines(t)) if type(t) is str else t.encoded(self._text_values, encode)
-
-    def __eq__(self, other):
-        if not isinstance(other, Rendered):
-            return NotImplemented
-        return (self.subject, self.preheader, self.html, self.text) == \
-            (other.subject, other.preheader, other.html, other.text)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return f"<Rendered {self.subject!r}>"
 
 
 class _Shared:
