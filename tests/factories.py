@@ -1,6 +1,7 @@
 """Small builders for rows the tests need (papers, matches, subscribers)."""
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
 
 from digest.models import Paper, Subscriber, TopicMatch
@@ -30,3 +31,13 @@ def add_subscriber(session, email: str, topics: list[str], **kw) -> Subscriber:
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
+
+
+def wait_for(predicate, timeout: float = 30.0, poll: float = 0.1) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False

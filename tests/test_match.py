@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from digest.match import Matcher, MatchParams, PaperText, stem, tokenize
+from digest.match import Matcher, PaperText, stem, tokenize
 from digest.match_store import match_pending
 from digest.topics import parse_topics
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -16,8 +15,8 @@ from digest import locks
 from digest.db import session_factory
 from digest.models import Digest, Lock
 from digest.pipeline import current_topics
-from digest.scheduler import DigestScheduler, due_groups, expire_stale, send_instant
-from tests.factories import add_paper, add_subscriber, utc
+from digest.scheduler import DigestScheduler, due_groups, send_instant
+from tests.factories import add_paper, add_subscriber, utc, wait_for
 
 
 def test_send_instant_across_dst():
@@ -103,15 +102,6 @@ def test_lock_expires_and_can_be_taken_over(settings):
         assert s.get(Lock, "scheduler").holder == "two"
 
 
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_second_scheduler_refused_and_sigterm_exits_cleanly(settings):
     env = os.environ.copy()
     first = subprocess.Popen([sys.executable, "-m", "digest.cli", "run"], env=env,
@@ -122,7 +112,7 @@ def test_second_scheduler_refused_and_sigterm_exits_cleanly(settings):
         def locked():
             with make() as s:
                 return s.get(Lock, "scheduler") is not None
-        assert _wait_for(locked), "first scheduler never took the lock"
+        assert wait_for(locked), "first scheduler never took the lock"
         second = subprocess.run([sys.executable, "-m", "digest.cli", "run", "--no-wait"], env=env, capture_output=True,
                                 text=True, timeout=60)
         assert second.returncode == 2

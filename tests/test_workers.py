@@ -18,7 +18,7 @@ from digest.db import session_factory, session_scope
 from digest.models import Digest, DigestItem, Lock
 from digest.plan import PlanOptions, plan_edition
 from digest.send import claim_batch, renew_lease
-from tests.factories import add_paper, add_subscriber, utc
+from tests.factories import add_paper, add_subscriber, utc, wait_for
 from tests.smtp_server import smtp_sink
 
 EDITION = date(2026, 11, 20)
@@ -55,15 +55,6 @@ def _env(settings, sink, **extra) -> dict:
     return env
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _statuses(settings) -> Counter:
     with session_scope(settings) as s:
         return Counter(dict(s.execute(select(Digest.status, func.count()).group_by(Digest.status)).all()))
@@ -89,7 +80,7 @@ def test_four_workers_send_an_edition_once_even_when_one_is_killed(settings, sin
                         return w
             return None
         found: list = []
-        assert _wait_for(lambda: found.append(sending_worker()) or found[-1] is not None, 120), \
+        assert wait_for(lambda: found.append(sending_worker()) or found[-1] is not None, 120), \
             "no worker was seen sending"
         victim = found[-1]
         victim.send_signal(signal.SIGKILL)
@@ -164,7 +155,7 @@ def test_worker_sigterm_finishes_cleanly_and_releases_its_batch(settings, sink):
     w = subprocess.Popen([sys.executable, "-m", "digest.cli", "worker"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: len(sink.messages) >= 5, 120)
+        assert wait_for(lambda: len(sink.messages) >= 5, 120)
         w.send_signal(signal.SIGTERM)
         _, errs = w.communicate(timeout=120)
     finally:
@@ -190,14 +181,14 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(settings):
     leader = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     standby = None
     try:
-        assert _wait_for(lambda: (_holder(settings) or "").count(f":{leader.pid}:") == 1, 60)
+        assert wait_for(lambda: (_holder(settings) or "").count(f":{leader.pid}:") == 1, 60)
         standby = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)                                    # longer than the lease: renewals keep it
         assert f":{leader.pid}:" in _holder(settings)
         assert standby.poll() is None                    # standing by, not exited
         leader.send_signal(signal.SIGKILL)
         leader.wait(timeout=30)
-        assert _wait_for(lambda: f":{standby.pid}:" in (_holder(settings) or ""), 30), "no takeover"
+        assert wait_for(lambda: f":{standby.pid}:" in (_holder(settings) or ""), 30), "no takeover"
         standby.send_signal(signal.SIGTERM)
         _, errs = standby.communicate(timeout=60)
         assert standby.returncode == 0, errs
