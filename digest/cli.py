@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import clock
 from .cli_topics import classify, topics_app
 from .settings import SettingsError, get_settings
 
@@ -198,7 +199,7 @@ def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help
         if sub is None:
             raise UserError(f"no subscriber {email!r}")
         sub.topics = topic_ids
-        sub.updated_at = datetime.now(timezone.utc)
+        sub.updated_at = clock.now()
         console.print(f"{sub.email}: {', '.join(topic_ids)}")
 
 
@@ -304,7 +305,7 @@ def preview(
         builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
         builder.load(session, {i.paper_id for i in items})
         content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone),
-                                ed or date.today(), items, weekly=sub.frequency == "weekly")
+                                ed or clock.now().date(), items, weekly=sub.frequency == "weekly")
     renderer = Renderer(s)
     rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
     out = out or (s.data_dir / "preview" / (sub.email.replace("@", "_at_").replace("/", "_") + ".html"))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from . import clock
 from .topics import TopicConfig, TopicConfigError, load_topics
 
 topics_app = typer.Typer(help="Check, list and preview the topics admins define in topics.yaml.", no_args_is_help=True)
@@ -106,7 +107,7 @@ def preview(
     if topic not in config.by_id:
         _fail(f"error: unknown topic '{topic}'; known: {', '.join(config.ids)}")
     matcher = Matcher(config)
-    since = datetime.now(timezone.utc) - timedelta(days=days)
+    since = clock.now() - timedelta(days=days)
     rows = []
     try:
         with session_scope() as session:

@@ -10,13 +10,14 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from . import clock
 from .db import session_scope
 from .fetch import FetchError, fetch, is_remote
 from .models import IngestRun, Paper, PaperListing, SourceState
@@ -188,10 +189,10 @@ def _record_listings(session: Session, chunk: list[PaperRecord], source: str, no
 def ingest_source(settings: Settings, spec: SourceSpec, *, now: datetime | None = None,
                   today: date | None = None, on_progress: Callable[[str], None] | None = None) -> IngestReport:
     """Fetch, parse and store one source. Never raises for bad input: failures are in the report."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     location = spec.location(today or now.date())
     report = IngestReport(source=spec.name, location=location)
-    started = datetime.now(timezone.utc)
+    started = clock.now()
     try:
         with session_scope(settings) as session:
             state = session.get(SourceState, spec.name)
@@ -259,7 +260,7 @@ def _save_run(settings: Settings, report: IngestReport, started: datetime, state
         with session_scope(settings) as session:
             session.add(IngestRun(
                 source=report.source, location=report.location[:2000], started_at=started,
-                finished_at=datetime.now(timezone.utc), status=report.status, new=report.new,
+                finished_at=clock.now(), status=report.status, new=report.new,
                 updated=report.updated, unchanged=report.unchanged, skipped=sum(report.skipped.values()),
                 skipped_reasons=dict(report.skipped), errors=report.errors + report.warnings,
             ))

@@ -7,17 +7,18 @@ rows stay, with subject, counts and status, for `digest history` and `digest sta
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from . import clock
 from .models import Digest, DigestItem
 
 
 def compact_ledger(session: Session, *, keep_days: int, lookback_days: int, now: datetime | None = None) -> int:
     """Delete per-paper send records older than max(keep_days, lookback_days + 1) days."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     cutoff = now - timedelta(days=max(keep_days, lookback_days + 1))
     old = select(Digest.id).where(Digest.planned_at < cutoff).scalar_subquery()
     result = session.execute(delete(DigestItem).where(DigestItem.digest_id.in_(old)))

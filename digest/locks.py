@@ -1,18 +1,19 @@
 """Named locks held in the database with an expiry: one scheduler per database, not a PID file."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import clock
 from .models import Lock
 
 
 def acquire(session: Session, name: str, holder: str, ttl: float, now: datetime | None = None) -> bool:
     """Take or renew `name` for `holder`; True when held. Atomic on SQLite and PostgreSQL."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     expires = now + timedelta(seconds=ttl)
     # renew our own lock, or take over an expired one
     result = session.execute(

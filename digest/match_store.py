@@ -1,8 +1,9 @@
 """Matching stored papers: once per paper and topics-config version, in bulk."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from . import clock
 from .match import Matcher
 from .topics import TopicConfig
 
@@ -38,7 +39,7 @@ def match_pending(
             from .settings import get_settings
 
             lookback_days = get_settings().lookback_days
-        since = (now or datetime.now(timezone.utc)) - timedelta(days=2 * lookback_days)
+        since = (now or clock.now()) - timedelta(days=2 * lookback_days)
         query = query.where(Paper.first_seen_at >= since)
     query = query.order_by(Paper.id)
     done = 0

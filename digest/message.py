@@ -27,12 +27,13 @@ import hmac
 import re
 import secrets
 from base64 import b64encode
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from digest import tokens
 from digest.edition import DigestContent
+from . import clock
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _DOMAIN_OK = re.compile(r"[A-Za-z0-9.-]+")
@@ -405,7 +406,7 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
         fixed.from_line,
         address_header("To", recipient.name, addr),
         _fold("Subject", _text_tokens(subject)),
-        "Date: ", format_datetime(now or datetime.now(timezone.utc)), "\r\n",
+        "Date: ", format_datetime(now or clock.now()), "\r\n",
         "Message-ID: ", message_id, "\r\n",
         fixed.list_id_line,
         list_unsubscribe,

@@ -8,11 +8,12 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Callable
 
 from sqlalchemy import delete, select
 
+from . import clock
 from .db import session_factory, session_scope
 from .ingest import IngestReport, adhoc_spec, ingest_all
 from .models import AppState, Subscriber
@@ -38,7 +39,7 @@ def _put_state(session, key: str, value: dict) -> None:
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = session.get_bind().dialect.name
-    values = {"key": key, "value": value, "updated_at": datetime.now(timezone.utc)}
+    values = {"key": key, "value": value, "updated_at": clock.now()}
     if dialect in ("sqlite", "postgresql"):
         ins = (sqlite if dialect == "sqlite" else postgresql).insert(AppState).values(**values)
         session.execute(ins.on_conflict_do_update(index_elements=["key"],
@@ -63,7 +64,7 @@ def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
         error = str(exc)
         with session_scope(settings) as session:
             _put_state(session, "topics_error", {"error": error, "file": str(path),
-                                                 "at": datetime.now(timezone.utc).isoformat()})
+                                                 "at": clock.now().isoformat()})
             last = _state(session, "topics_valid")
             saved = dict(last.value) if last else None
         if not saved:
@@ -72,7 +73,7 @@ def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
         return parse_topics(saved["text"], f"{path} (last valid, {saved.get('at')})"), error
     with session_scope(settings) as session:
         _put_state(session, "topics_valid", {"text": path.read_text(encoding="utf-8-sig"), "version": config.version,
-                                             "at": datetime.now(timezone.utc).isoformat()})
+                                             "at": clock.now().isoformat()})
         session.execute(delete(AppState).where(AppState.key == "topics_error"))
     return config, None
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from . import clock
 from .models import Digest, DigestItem, Paper, Subscriber, TopicMatch
 
 log = logging.getLogger("digest.plan")
@@ -241,7 +242,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
     Idempotent and safe to run twice at once: the (subscriber, edition) key is unique and
     rows that exist are left alone. Commits per batch of subscribers.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     known = set(known_topics)
     report = PlanReport()
     horizon = now - timedelta(days=options.lookback_days)

@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import clock
 from . import locks
 from .db import session_factory, session_scope
 from .models import Digest, Subscriber
@@ -95,7 +96,7 @@ def expire_stale(session, settings: Settings, now: datetime) -> int:
 class DigestScheduler:
     def __init__(self, settings: Settings, *, clock=None, backend=None):
         self.settings = settings
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: clock.now())
         self.holder = worker_id()
         self.stop = threading.Event()
         self.backend = backend
@@ -230,18 +231,18 @@ class DigestScheduler:
                                misfire_grace_time=3 * 3600, coalesce=True)
         self.scheduler.add_job(self._safe(self.send_tick), IntervalTrigger(minutes=1), id="send-tick",
                                name="send due editions", replace_existing=True, misfire_grace_time=50,
-                               coalesce=True, next_run_time=datetime.now(timezone.utc))
+                               coalesce=True, next_run_time=clock.now())
         self.scheduler.add_job(self._safe(self.heartbeat), IntervalTrigger(seconds=max(0.5, self.lease / 3)),
                                id="heartbeat", name="renew the leader lease", replace_existing=True, misfire_grace_time=10, coalesce=True)
         self.scheduler.add_job(self._safe(self.record_status), IntervalTrigger(minutes=1), id="status",
                                name="record status", replace_existing=True, misfire_grace_time=50, coalesce=True,
-                               next_run_time=datetime.now(timezone.utc))
+                               next_run_time=clock.now())
 
     def record_status(self) -> None:
         jobs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None for job in self.scheduler.get_jobs()}
         with session_scope(self.settings) as session:
             _put_state(session, "scheduler", {"holder": self.holder, "next_runs": jobs,
-                                              "at": datetime.now(timezone.utc).isoformat()})
+                                              "at": clock.now().isoformat()})
 
     def run_forever(self, wait_for_lock: bool = False) -> None:
         previous = {}

@@ -19,12 +19,13 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import clock
 from .edition import DigestContent, PaperItem, Recipient, Section
 from .models import Digest, Paper, Subscriber, TopicMatch
 from .plan import PlannedItem
@@ -193,7 +194,7 @@ def reclaim_dead_local(session: Session, now: datetime) -> int:
 def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int = CLAIM_BATCH,
                 editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
                 exclude: set[int] | None = None) -> list[int]:
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     postgres = session.get_bind().dialect.name == "postgresql"
     # One index-friendly query per claimable status (an OR across statuses scans the table);
     # merging their first `limit` ids gives exactly the lowest `limit` claimable ids overall.
@@ -268,7 +269,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                deferred_now, stmts, editions, subscriber_ids, stop, on_sent) -> SendReport:
     with session_factory() as session, session.get_bind().connect() as ledger:
         # `ledger` records each outcome in its own short transaction: cheaper than the session
-        reclaim_dead_local(session, datetime.now(timezone.utc))
+        reclaim_dead_local(session, clock.now())
         while True:
             if stop is not None and stop.is_set():
                 report.interrupted = True
@@ -277,7 +278,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                               subscriber_ids=subscriber_ids, exclude=deferred_now)
             if not ids:
                 # a sender of this host that died since we started leaves claimed rows behind
-                if reclaim_dead_local(session, datetime.now(timezone.utc)):
+                if reclaim_dead_local(session, clock.now()):
                     continue
                 break
             renew_at = time.monotonic() + lease.total_seconds() / 3
@@ -345,7 +346,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                         report.bounced += 1
                 else:
                     _finish(ledger, did, worker, status="deferred", error=result.error,
-                            retry_at=datetime.now(timezone.utc) + RETRY_AFTER[
+                            retry_at=clock.now() + RETRY_AFTER[
                                 min(len(RETRY_AFTER), max(1, digests[did].attempts)) - 1])
                     deferred_now.add(did)
                     report.deferred += 1
@@ -406,7 +407,7 @@ def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = N
     sent = status == "sent"
     params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at}
     if sent:
-        params.update(sent_at=datetime.now(timezone.utc), message_id=message_id, subject=subject)
+        params.update(sent_at=clock.now(), message_id=message_id, subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
     ledger.execute(_statements().finish[(sent, error is not None)], params)
@@ -415,7 +416,7 @@ def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = N
 
 def renew_lease(session: Session, worker: str, ids: list[int], lease: timedelta) -> set[int]:
     """Extend our lease on `ids`; returns those that are no longer ours."""
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     session.execute(update(Digest).where(Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending")
                     .values(lease_until=now + lease))
     session.commit()

@@ -5,13 +5,13 @@ import csv
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import clock
 from .models import Subscriber
 
 log = logging.getLogger("digest.subscribers")
@@ -81,7 +81,7 @@ def add_subscriber(session: Session, email: str, topics: list[str], *, name: str
         raise SubscriberError(f"unknown status {status!r}")
     clean_name = " ".join((name or "").split())[:200] or None
     sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     if sub is not None and not update:
         raise SubscriberError(f"{email} is already subscribed (use set-topics to change topics)")
     if sub is None:
@@ -98,7 +98,7 @@ def set_status(session: Session, email: str, status: str) -> Subscriber:
     if sub is None:
         raise SubscriberError(f"no subscriber {email!r}")
     sub.status = status
-    sub.updated_at = datetime.now(timezone.utc)
+    sub.updated_at = clock.now()
     if status == "active":
         sub.consecutive_failures = 0
     return sub

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 import struct
-import time
+from . import clock
 
 PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3}
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
@@ -62,7 +62,9 @@ def make_token(secret: str | bytes, purpose: str, subscriber_id: int,
         raise ValueError(f"unknown token purpose {purpose!r}; expected one of {sorted(PURPOSES)}")
     if not isinstance(subscriber_id, int) or not 0 <= subscriber_id <= _MAX_ID:
         raise ValueError(f"subscriber id out of range: {subscriber_id!r}")
-    issued = int(time.time() if now is None else now)
+    # Links that never expire carry no issue time: the same subscriber and purpose always give
+    # the same token, so a digest renders identically whenever it is rendered.
+    issued = 0 if ttl_seconds is None else int(clock.timestamp() if now is None else now)
     expires = 0
     if ttl_seconds is not None:
         if ttl_seconds <= 0:
@@ -94,7 +96,7 @@ def verify_token(secret: str | bytes, token: str, purpose: str,
         raise TokenError("tampered", "signature mismatch")
     if token_purpose != purpose:
         raise TokenError("wrong-purpose", f"token is for {token_purpose!r}, not {purpose!r}")
-    current = time.time() if now is None else now
+    current = clock.timestamp() if now is None else now
     if expires and current >= expires:
         raise TokenError("expired", "token has expired")
     if max_age is not None and current - issued > max_age:

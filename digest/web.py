@@ -31,7 +31,6 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
@@ -45,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from . import clock
 from . import tokens
 from .db import session_scope
 from .message import recipient_address
@@ -255,7 +255,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         msg["From"] = settings.from_addr
         msg["To"] = recipient_address(sub.email, sub.name)
         msg["Subject"] = subject
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
+        msg["Date"] = format_datetime(clock.now())
         domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
         msg["Message-ID"] = make_msgid(kind, domain=domain)
         msg["Auto-Submitted"] = "auto-generated"
@@ -318,7 +318,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         return page(request, "check_inbox.html", email=email)
 
     def _subscribe(email: str, name: str | None, topic_ids: list[str], tz: str, names: dict[str, str]) -> None:
-        now = datetime.now(timezone.utc)
+        now = clock.now()
         with session_scope(settings) as session:
             sub = get_by_email(session, email)
             if sub is not None and sub.status in ("active", "paused"):
@@ -360,7 +360,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             sub = load(session, token, "confirm")
             if act and sub.status == "pending":
                 sub.status, sub.consecutive_failures = "active", 0
-                sub.updated_at = datetime.now(timezone.utc)
+                sub.updated_at = clock.now()
             return sub.status, sub.email, _prefs_path(sub.id)
 
     def _prefs_path(sid: int) -> str:
@@ -410,7 +410,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
                 sub.status = delivery
                 if delivery == "active":
                     sub.consecutive_failures = 0
-            sub.updated_at = datetime.now(timezone.utc)
+            sub.updated_at = clock.now()
             return _state(sub)
 
     async def unsubscribe(request: Request) -> Response:
@@ -439,7 +439,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             sub = load(session, token, "unsubscribe")
             if act and sub.status != "unsubscribed":
                 sub.status = "unsubscribed"
-                sub.updated_at = datetime.now(timezone.utc)
+                sub.updated_at = clock.now()
                 log.info("subscriber %s unsubscribed", sub.id)
             state = _state(sub)
             state["preferences_url"] = _prefs_path(sub.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,37 @@ def settings(tmp_path, config_dir, db_url, monkeypatch) -> Settings:
         monkeypatch.setenv(key, value)
     reset_settings_cache()
     return Settings()
+
+
+def _month_end(when: datetime) -> datetime:
+    first_of_next = (when.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return first_of_next - timedelta(seconds=1)
+
+
+_REAL_NOW = datetime.now(timezone.utc).replace(microsecond=0)
+# The clocks every clock-sensitive test runs at: the real one, and instants where date and
+# time arithmetic usually breaks. All but the fixed DST instants move with the real date.
+CLOCKS = [
+    pytest.param(None, id="system-clock"),
+    pytest.param(_REAL_NOW + timedelta(days=45), id="plus-45-days"),
+    pytest.param(_month_end(_REAL_NOW), id="month-end-23.59.59"),
+    pytest.param(datetime(2027, 3, 28, 0, 59, 59, tzinfo=timezone.utc), id="eu-dst-start"),
+    pytest.param(datetime(2026, 11, 1, 5, 59, 59, tzinfo=timezone.utc), id="us-dst-end"),
+]
+
+
+@pytest.fixture(params=CLOCKS)
+def clock(request, monkeypatch) -> datetime:
+    """Run the test at each of CLOCKS: sets DIGEST_NOW (the app's clock, inherited by the
+    CLI subprocesses the test starts) and returns that instant. Fixtures built from it are
+    relative to it, never to a hard-coded day."""
+    from digest import clock as app_clock
+
+    when = request.param
+    if when is None:
+        return app_clock.now()
+    monkeypatch.setenv("DIGEST_NOW", when.isoformat())
+    return app_clock.now()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time as dtime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -55,28 +55,30 @@ def test_due_groups_catch_up_but_never_stale(settings):
         assert [g.timezone for g in due_groups(s, settings, late)] == ["America/New_York"]
 
 
-def test_send_tick_sends_today_once_and_expires_stale(settings):
+def test_send_tick_sends_today_once_and_expires_stale(settings, clock):
+    day = clock.date()
+    midnight = datetime.combine(day, dtime(0), tzinfo=timezone.utc)
     make = session_factory(settings)
     with make() as s:
         add_subscriber(s, "a@example.org", ["medical-segmentation"], timezone="UTC")
-        add_paper(s, "2611.01000", seen=utc(2026, 11, 20, 2), title="Tumor segmentation in CT with a U-Net",
+        add_paper(s, "2611.01000", seen=midnight + timedelta(hours=2), title="Tumor segmentation in CT with a U-Net",
                   abstract="We study medical image segmentation of tumours in CT scans.")
         # a digest planned days ago and never sent (the scheduler was down): must not go out late
         stale_sub = add_subscriber(s, "b@example.org", ["vision-language"], timezone="UTC")
-        s.add(Digest(subscriber_id=stale_sub.id, edition=date(2026, 11, 16), status="planned",
-                     planned_at=utc(2026, 11, 16, 8)))
+        s.add(Digest(subscriber_id=stale_sub.id, edition=day - timedelta(days=4), status="planned",
+                     planned_at=midnight - timedelta(days=4) + timedelta(hours=8)))
         s.commit()
-    clock = {"now": utc(2026, 11, 20, 7, 0)}
-    sched = DigestScheduler(settings, clock=lambda: clock["now"])
+    now = {"now": midnight + timedelta(hours=7)}
+    sched = DigestScheduler(settings, clock=lambda: now["now"])
     first = sched.send_tick()                          # 07:00 UTC: not yet 08:00
     assert (first["planned"], first["expired"]) == (0, 1)
-    clock["now"] = utc(2026, 11, 20, 9, 15)            # an hour late: catch up
+    now["now"] = midnight + timedelta(hours=9, minutes=15)    # an hour late: catch up
     totals = sched.send_tick()
     assert (totals["planned"], totals["sent"]) == (1, 1), totals
     assert sched.send_tick()["sent"] == 0              # the next tick sends nothing
     with make() as s:
         statuses = {d.edition: d.status for d in s.scalars(select(Digest))}
-    assert statuses == {date(2026, 11, 20): "sent", date(2026, 11, 16): "expired"}
+    assert statuses == {day: "sent", day - timedelta(days=4): "expired"}
 
 
 def test_invalid_topics_edit_keeps_last_valid_config(settings, config_dir):

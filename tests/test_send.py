@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from digest import clock as app_clock
 from digest.db import session_factory
 from digest.models import Digest, Subscriber
 from digest.pipeline import send_now
@@ -36,7 +37,7 @@ def smtp_settings(settings, sink, monkeypatch) -> Settings:
 
 
 def _seed_papers(settings, prefix: str, n: int, *, hours_ago: float = 1.0, hostile: bool = False):
-    seen = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
+    seen = app_clock.now() - timedelta(hours=hours_ago)
     with session_factory(settings)() as s:
         for i in range(n):
             title = f"Tumor segmentation with a U-Net, study {prefix}{i}"
@@ -60,10 +61,10 @@ def _statuses(settings):
         return {(d.subscriber_id, d.edition): d.status for d in s.scalars(select(Digest))}
 
 
-def test_two_day_scenario_over_smtp(smtp_settings, sink):
+def test_two_day_scenario_over_smtp(smtp_settings, sink, clock):
     _subscribers(smtp_settings, ["a@example.org", "b@example.org", "c@example.org"])
     _seed_papers(smtp_settings, "01", 3, hours_ago=30)
-    yesterday = datetime.now(timezone.utc) - timedelta(hours=24)
+    yesterday = app_clock.now() - timedelta(hours=24)
     report = send_now(smtp_settings, ingest=False, edition=D1, now=yesterday)
     assert (report.plan.planned, report.send.sent, report.send.failed) == (3, 3, 0)
     assert sorted(sink.delivered_to()) == ["a@example.org", "b@example.org", "c@example.org"]
@@ -209,7 +210,7 @@ def test_sender_killed_mid_run_then_restarted(smtp_settings, sink, monkeypatch):
     assert set(_statuses(smtp_settings).values()) == {"sent"}
 
 
-def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink):
+def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink, clock):
     _subscribers(smtp_settings, ["grey@example.org"])
     _seed_papers(smtp_settings, "07", 1)
     for _ in range(3):                      # greylisted: 451 to every attempt of this run
@@ -222,8 +223,8 @@ def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink):
     with session_factory(smtp_settings)() as s:
         d = s.scalars(select(Digest)).one()
         assert d.status == "deferred" and d.attempts == 1
-        assert d.lease_until > datetime.now(timezone.utc) + timedelta(minutes=1)
-        d.lease_until = datetime.now(timezone.utc) - timedelta(seconds=1)   # the retry time came
+        assert d.lease_until > app_clock.now() + timedelta(minutes=1)
+        d.lease_until = app_clock.now() - timedelta(seconds=1)   # the retry time came
         s.commit()
     later = send_now(smtp_settings, ingest=False, edition=D1)
     assert later.send.sent == 1 and sink.delivered_to() == ["grey@example.org"]
@@ -238,7 +239,7 @@ def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_s
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host, _, nonce, space = worker_id().split(":")
     claimer = f"{host}:{int(dead.stdout)}:{nonce}:{space}"
-    now = datetime.now(timezone.utc)
+    now = app_clock.now()
     with session_factory(smtp_settings)() as s:
         d = s.scalars(select(Digest)).one()
         d.status, d.claimed_by, d.lease_until = "sending", claimer, now + timedelta(minutes=5)
@@ -261,9 +262,9 @@ def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
         d = s.scalars(select(Digest)).one()
         # same hostname, a PID that does not exist here, another container's PID namespace
         d.status, d.claimed_by = "sending", f"{host}:999999:{nonce}:othrspce"
-        d.lease_until = datetime.now(timezone.utc) + timedelta(minutes=5)
+        d.lease_until = app_clock.now() + timedelta(minutes=5)
         s.commit()
-        assert reclaim_dead_local(s, datetime.now(timezone.utc)) == 0
+        assert reclaim_dead_local(s, app_clock.now()) == 0
 
 
 def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink):
@@ -277,7 +278,7 @@ def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink)
         zombie.kill()
         time.sleep(0.3)                       # killed; not waited for: a zombie, pid still taken
         host, _, nonce, space = worker_id().split(":")
-        now = datetime.now(timezone.utc)
+        now = app_clock.now()
         with session_factory(smtp_settings)() as s:
             d = s.scalars(select(Digest)).one()
             d.status, d.claimed_by = "sending", f"{host}:{zombie.pid}:{nonce}:{space}"

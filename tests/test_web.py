@@ -11,14 +11,14 @@ import re
 import socket
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from digest import tokens
+from digest import clock as app_clock, tokens
 from digest.db import session_scope
 from digest.models import Subscriber
 from digest.settings import Settings, reset_settings_cache
@@ -217,7 +217,7 @@ def test_subscribe_confirm_preferences_unsubscribe_in_a_browser(live, browser):
         # the first digest
         from digest.pipeline import send_now
 
-        now = datetime.now(timezone.utc)
+        now = app_clock.now()
         with session_scope(s) as session:
             add_paper(session, "2611.00001", title="Tumor segmentation with a U-Net",
                       abstract="We segment tumors in CT with a U-Net.", seen=now - timedelta(hours=1))
@@ -248,11 +248,11 @@ def test_subscribe_confirm_preferences_unsubscribe_in_a_browser(live, browser):
         assert sub.topics == ["efficient-attention"] and sub.timezone == "America/New_York" and sub.status == "active"
 
         # the next digest follows the new topics
-        later = datetime.now(timezone.utc)
+        later = app_clock.now()
         with session_scope(s) as session:
             add_paper(session, "2611.00003", title="Organ segmentation with a U-Net", seen=later)
             add_paper(session, "2611.00004", title="Linear attention for state space model training", seen=later)
-        report = send_now(s, ingest=False, edition=date.today() + timedelta(days=1))
+        report = send_now(s, ingest=False, edition=app_clock.now().date() + timedelta(days=1))
         assert report.send.sent == 1
         digest2 = live.wait_mails(email, 3)[-1]
         text2 = text_part(digest2)
@@ -285,8 +285,8 @@ def test_subscribe_confirm_preferences_unsubscribe_in_a_browser(live, browser):
         # nothing more is sent
         before = len(live.sink.messages)
         with session_scope(s) as session:
-            add_paper(session, "2611.00005", title="Sparse attention everywhere", seen=datetime.now(timezone.utc))
-        report = send_now(s, ingest=False, edition=date.today() + timedelta(days=2))
+            add_paper(session, "2611.00005", title="Sparse attention everywhere", seen=app_clock.now())
+        report = send_now(s, ingest=False, edition=app_clock.now().date() + timedelta(days=2))
         assert report.send.sent == 0
         time.sleep(0.2)
         assert len(live.sink.messages) == before

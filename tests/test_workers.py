@@ -34,11 +34,11 @@ def sink():
     yield from smtp_sink()
 
 
-def _populate(settings, n: int) -> None:
+def _populate(settings, n: int, now=NOW) -> None:
     with session_scope(settings) as s:
         for i, tid in enumerate(TOPICS * 2):
             # titles the matcher agrees with: `send-now` re-matches under the current config
-            add_paper(s, f"2611.{i:05d}", title=TITLES[tid].format(i), seen=NOW - timedelta(hours=3),
+            add_paper(s, f"2611.{i:05d}", title=TITLES[tid].format(i), seen=now - timedelta(hours=3),
                       matches={tid: 0.9 - i / 100})
         for i in range(n):
             add_subscriber(s, f"reader{i:05d}@example.org", [TOPICS[i % 3], TOPICS[(i + 1) % 3]])
@@ -107,11 +107,11 @@ def test_four_workers_send_an_edition_once_even_when_one_is_killed(settings, sin
     assert len(set(ids)) == n
 
 
-def test_two_send_now_runs_at_once_plan_and_send_each_digest_once(settings, sink):
+def test_two_send_now_runs_at_once_plan_and_send_each_digest_once(settings, sink, clock):
     n = 300
-    _populate(settings, n)
+    _populate(settings, n, now=clock)       # papers of the last hours, whatever the date
     env = _env(settings, sink)
-    cmd = [sys.executable, "-m", "digest.cli", "send-now", "--no-ingest", "--edition", EDITION.isoformat()]
+    cmd = [sys.executable, "-m", "digest.cli", "send-now", "--no-ingest", "--edition", clock.date().isoformat()]
     runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [r.communicate(timeout=300) for r in runs]
     for r, (out, errs) in zip(runs, outs):
