@@ -19,7 +19,7 @@ def _clean_env() -> None:
 
 def make_settings(kw: dict, **over):
     _clean_env()
-    from digest.settings import Settings
+    from digest.store.settings import Settings
 
     return Settings(**{**kw, **over})
 
@@ -65,7 +65,7 @@ def run_in_child(target, *args, timeout: float = 7200) -> dict:
 def _requeue(make, ids: list[int]) -> None:
     from sqlalchemy import update
 
-    from digest.models import Digest
+    from digest.store.models import Digest
 
     with make() as session:
         for start in range(0, len(ids), 900):
@@ -78,7 +78,7 @@ def _sent_span(make, ids: list[int]) -> tuple[int, float]:
     """(digests of `ids` sent, seconds from the first to the last sent_at)."""
     from sqlalchemy import func, select
 
-    from digest.models import Digest
+    from digest.store.models import Digest
 
     n, first, last = 0, None, None
     with make() as session:

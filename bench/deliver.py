@@ -18,15 +18,15 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
     try:
         from sqlalchemy import select
 
-        from digest.db import session_factory
-        from digest.deliver import open_backend
-        from digest.edition import Recipient
-        from digest.message import compose
-        from digest.models import Digest, DigestItem, Subscriber
+        from digest.store.db import session_factory
+        from digest.delivery.backends import open_backend
+        from digest.email.content import Recipient
+        from digest.email.message import compose
+        from digest.store.models import Digest, DigestItem, Subscriber
         from digest.plan import PlannedItem
-        from digest.render import Renderer
-        from digest.send import ContentBuilder, send_pending
-        from digest.topics import load_topics
+        from digest.email.render import Renderer
+        from digest.delivery.send import ContentBuilder, send_pending
+        from digest.topics.config import load_topics
 
         s = make_settings(kw, delivery=f"smtp://127.0.0.1:{port}")
         edition = date.fromisoformat(edition_iso)

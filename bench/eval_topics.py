@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from digest.match import Matcher, MatchParams, PaperText  # noqa: E402
-from digest.topics import load_topics  # noqa: E402
+from digest.topics.match import Matcher, MatchParams, PaperText  # noqa: E402
+from digest.topics.config import load_topics  # noqa: E402
 
 DEFAULT_PAPERS = Path("/work/shared/corpus/labeled-dev.jsonl")
 DEFAULT_TOPICS = Path("/work/shared/corpus/topics-eval.yaml")
@@ -55,12 +55,12 @@ def read_labelled(path: Path) -> list[dict]:
 
 def classify_cmd() -> list[str]:
     """The real CLI when the root app exists, else the same command in a one-command app."""
-    if importlib.util.find_spec("digest.cli") is not None:
+    if importlib.util.find_spec("digest.cli.main") is not None:
         exe = Path(sys.executable).with_name("digest")
         if exe.exists():
             return [str(exe), "classify"]
-        return [sys.executable, "-c", "from digest.cli import main; main()", "classify"]
-    code = ("import typer; from digest.cli_topics import classify; "
+        return [sys.executable, "-c", "from digest.cli.main import main; main()", "classify"]
+    code = ("import typer; from digest.cli.topics import classify; "
             "app = typer.Typer(); app.command('classify')(classify); app.command('noop', hidden=True)(lambda: None); app()")
     return [sys.executable, "-c", code, "classify"]
 
@@ -180,7 +180,7 @@ def kfold_lexical(records: list[dict], config, k: int, repeats: int) -> dict:
 def kfold_semantic(records: list[dict], hybrid, only, k: int, repeats: int) -> dict[str, dict]:
     """Hybrid: its four z rules; semantic only: (min_similarity, margin). Calibration uses every
     paper's embedding but no label, as the day's papers would."""
-    from digest.semantic import decide_hybrid, decide_semantic_only
+    from digest.topics.semantic import decide_hybrid, decide_semantic_only
 
     topic_ids = [t.id for t in hybrid.config.topics]
     papers = [_paper(r) for r in records]
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         timing["lexical papers/s"] = len(records) / (time.perf_counter() - start)
     if args.matcher in ("semantic", "both"):
         results["semantic (hybrid)"] = scores(records, run_cli(records, args.topics, "semantic"), topic_ids)
-        from digest.semantic import SemanticMatcher
+        from digest.topics.semantic import SemanticMatcher
 
         hybrid = SemanticMatcher(config, Matcher(config))
         only = SemanticMatcher(config, None, _shared=(hybrid.model, hybrid.topic_vectors, hybrid._cache))

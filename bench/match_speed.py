@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from digest.match import Matcher, PaperText  # noqa: E402
-from digest.topics import load_topics, parse_topics  # noqa: E402
+from digest.topics.match import Matcher, PaperText  # noqa: E402
+from digest.topics.config import load_topics, parse_topics  # noqa: E402
 
 PAPERS = Path("/work/shared/corpus/labeled-dev.jsonl")
 TOPICS = Path("/work/shared/corpus/topics-eval.yaml")
@@ -43,7 +43,7 @@ def lexical(n_papers: int = 1000, n_topics: int = 100) -> float:
 
 
 def semantic(path: Path = PAPERS, topics: Path = TOPICS) -> None:
-    from digest.semantic import SemanticMatcher
+    from digest.topics.semantic import SemanticMatcher
 
     recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     papers = [PaperText(r["id"], r["title"], r.get("abstract", "")) for r in recs]

@@ -98,11 +98,11 @@ def stage_postgres(kw: dict, now: datetime, sample: int, log, worker_counts=(1, 
         return {"postgres_error": str(exc)}
     out: dict = {}
     try:
-        from digest.db import dispose_all, session_factory, upgrade
+        from digest.store.db import dispose_all, session_factory, upgrade
         from digest.plan import plan_edition
         from digest.pipeline import plan_options
-        from digest.settings import Settings
-        from digest.topics import load_topics
+        from digest.store.settings import Settings
+        from digest.topics.config import load_topics
 
         url = server.create_database("bench")
         upgrade(url)
@@ -155,7 +155,7 @@ def stage_postgres(kw: dict, now: datetime, sample: int, log, worker_counts=(1, 
                 log(f"    {rate:,.0f} msgs/s ({got['sent']:,} sent, sink {stats['messages']:,})")
         out["pg_workers"] = runs
     finally:
-        from digest.db import dispose_all
+        from digest.store.db import dispose_all
 
         dispose_all()
         server.stop()

@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from digest.db import dispose_all  # noqa: E402
-from digest.ingest import adhoc_spec, ingest_source  # noqa: E402
-from digest.settings import Settings  # noqa: E402
+from digest.store.db import dispose_all  # noqa: E402
+from digest.sources.ingest import adhoc_spec, ingest_source  # noqa: E402
+from digest.store.settings import Settings  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "peer-feeds" / "feedparser" / "tests"
 

@@ -4,10 +4,10 @@
 
 Stages (each through the product's own entry points):
 
-1. ingest   ``digest.ingest.ingest_source`` on a generated 2,000-entry arXiv RSS feed, then the
+1. ingest   ``digest.sources.ingest.ingest_source`` on a generated 2,000-entry arXiv RSS feed, then the
             same bytes again (``reingest_ratio``), then the same entries with a new
             ``lastBuildDate`` (``reingest_changed_ratio``: the listing fingerprint ignores channel time stamps);
-2. match    ``digest.match.match_pending`` on today's P papers × T topics;
+2. match    ``digest.topics.store.match_pending`` on today's P papers × T topics;
 3. plan + render  ``digest.plan.plan_edition``, then the whole edition rendered and composed by
             ``digest worker --once --concurrency N`` with ``DIGEST_DELIVERY=dry-run`` (N = --processes,
             default the CPU count; with N = 1, --profile or --render-limit: ``send_pending`` in
@@ -20,7 +20,7 @@ Stages (each through the product's own entry points):
             counts check that every message arrived exactly once;
 4b. postgres  the same edition planned on a throw-away PostgreSQL and samples sent by
             ``digest worker`` with 1 and 2 processes (bench/postgres.py; --no-postgres skips it);
-5. storage  database size before/after each edition, after ``digest.ledger.compact_ledger``,
+5. storage  database size before/after each edition, after ``digest.delivery.ledger.compact_ledger``,
             for two consecutive editions (growth must not depend on the number of past ones).
 
 History: D past days of papers (with their topic matches) and of ``sent`` digests are
@@ -57,7 +57,7 @@ FEED_ENTRIES = 2000
 
 def db_size(kw: dict) -> dict:
     """File size after a WAL checkpoint, and the bytes in use (pages minus free pages)."""
-    from digest.db import dispose_all
+    from digest.store.db import dispose_all
 
     dispose_all()
     con = sqlite3.connect(db_path(kw))
@@ -75,8 +75,8 @@ def db_size(kw: dict) -> dict:
 
 
 def compact(kw: dict, now: datetime) -> int:
-    from digest.db import session_factory
-    from digest.ledger import compact_ledger
+    from digest.store.db import session_factory
+    from digest.delivery.ledger import compact_ledger
 
     s = make_settings(kw)
     with session_factory(s)() as session:
@@ -110,8 +110,8 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
     log(f"  {n_subs} subscribers")
 
     # papers of the past days, oldest first, with their topic matches
-    from digest.match import Matcher
-    from digest.topics import load_topics
+    from digest.topics.match import Matcher
+    from digest.topics.config import load_topics
 
     matcher = Matcher(load_topics(Path(kw["config_dir"]) / "topics.yaml"))
     day_papers: dict[int, list[PaperDef]] = {}
@@ -214,7 +214,7 @@ def feed_for_day(gen: Generator, n_new: int, old: list[PaperDef]) -> list[PaperD
 # -------------------------------------------------------------------------------- stages
 
 def stage_ingest(kw: dict, path: Path, entries: list[PaperDef], day: datetime, now: datetime) -> dict:
-    from digest.ingest import adhoc_spec, ingest_source
+    from digest.sources.ingest import adhoc_spec, ingest_source
 
     s = make_settings(kw)
     path.write_bytes(arxiv_rss(entries, day))
@@ -242,11 +242,11 @@ def stage_ingest(kw: dict, path: Path, entries: list[PaperDef], day: datetime, n
 def stage_match(kw: dict, now: datetime) -> dict:
     from sqlalchemy import func, select
 
-    from digest.db import session_scope
-    from digest.match import Matcher
-    from digest.match_store import match_pending
-    from digest.models import TopicMatch
-    from digest.topics import load_topics
+    from digest.store.db import session_scope
+    from digest.topics.match import Matcher
+    from digest.topics.store import match_pending
+    from digest.store.models import TopicMatch
+    from digest.topics.config import load_topics
 
     s = make_settings(kw)
     config = load_topics(s.topics_file)
@@ -267,13 +267,13 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
     With `processes` > 1 (and no profile or limit), the rendering is done by `digest worker --once
     --concurrency N` with the dry-run backend, as an operator would send a large edition."""
     try:
-        from digest.db import session_factory
-        from digest.deliver import open_backend
+        from digest.store.db import session_factory
+        from digest.delivery.backends import open_backend
         from digest.pipeline import plan_options
         from digest.plan import plan_edition
-        from digest.render import Renderer
-        from digest.send import send_pending
-        from digest.topics import load_topics
+        from digest.email.render import Renderer
+        from digest.delivery.send import send_pending
+        from digest.topics.config import load_topics
 
         s = make_settings(kw)
         now, edition = datetime.fromisoformat(now_iso), date.fromisoformat(edition_iso)
@@ -294,7 +294,7 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
         if processes > 1 and not profile and not limit:
             from sqlalchemy import func, select
 
-            from digest.models import Digest
+            from digest.store.models import Digest
 
             run = run_workers_cli(kw, "dry-run", processes)
             t2 = time.perf_counter()
@@ -367,8 +367,8 @@ def run(args, log=print) -> dict:
           "Paper Digest <digest@bench.example>", "lookback_days": 7, "ledger_keep_days": args.keep_days,
           "section_cap": 10, "trending_count": 5, "send_empty": False, "smtp_rate": 0.0, "smtp_retries": 3,
           "max_html_bytes": 100_000, "list_id": "bench.digest.example"}
-    from digest.db import get_engine
-    from digest.topics import load_topics
+    from digest.store.db import get_engine
+    from digest.topics.config import load_topics
 
     s = make_settings(kw)
     get_engine(s.database_url)  # migrations

@@ -13,15 +13,15 @@ from typing import Callable
 
 from sqlalchemy import delete, select
 
-from . import clock
-from .db import session_factory, session_scope
-from .ingest import IngestReport, adhoc_spec, ingest_all
-from .models import AppState, Subscriber
-from .plan import PlanOptions, PlanReport, plan_edition
-from .send import ContentBuilder, SendReport, send_pending
-from .settings import Settings
-from .sources import SourceSpec, load_sources
-from .topics import TopicConfig, TopicConfigError, load_topics, parse_topics
+from digest import clock
+from digest.store.db import session_factory, session_scope
+from digest.sources.ingest import IngestReport, adhoc_spec, ingest_all
+from digest.store.models import AppState, Subscriber
+from digest.plan import PlanOptions, PlanReport, plan_edition
+from digest.delivery.send import ContentBuilder, SendReport, send_pending
+from digest.store.settings import Settings
+from digest.sources.config import SourceSpec, load_sources
+from digest.topics.config import TopicConfig, TopicConfigError, load_topics, parse_topics
 
 log = logging.getLogger("digest.pipeline")
 
@@ -99,7 +99,7 @@ _matchers: dict[tuple[str, str], object] = {}
 
 def matcher_for(settings: Settings, config: TopicConfig):
     """The configured matcher, built once per (config, kind): the semantic one loads a model."""
-    from .match import make_matcher
+    from digest.topics.match import make_matcher
 
     key = (config.version, settings.matcher)
     if key not in _matchers:
@@ -121,7 +121,7 @@ def match_version(settings: Settings, config: TopicConfig) -> str:
 
 
 def run_match(settings: Settings, config: TopicConfig) -> int:
-    from .match_store import match_pending
+    from digest.topics.store import match_pending
 
     matcher = matcher_for(settings, config)
     with session_scope(settings) as session:
@@ -138,7 +138,7 @@ def plan_options(settings: Settings) -> PlanOptions:
 def subscriber_ids_for(settings: Settings, email: str | None) -> list[int] | None:
     if email is None:
         return None
-    from .subscribers import get_by_email
+    from digest.subscribers import get_by_email
 
     with session_scope(settings) as session:
         sub = get_by_email(session, email)
@@ -166,8 +166,8 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
              on_progress: Callable[[str], None] | None = None, on_sent: Callable[[int], None] | None = None,
              backend=None) -> RunReport:
     """Run the pipeline once, now. `edition` names the edition (its date and idempotency key)."""
-    from .deliver import open_backend
-    from .render import Renderer
+    from digest.delivery.backends import open_backend
+    from digest.email.render import Renderer
 
     report = RunReport()
     config, report.topics_error = current_topics(settings)
@@ -189,7 +189,7 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
         report.send = SendReport()
         builder = ContentBuilder(settings, names)
         with make() as session:
-            from .edition import Recipient
+            from digest.email.content import Recipient
 
             for sid, ed, items in report.plan.dry:
                 builder.load(session, {i.paper_id for i in items})
@@ -218,7 +218,7 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
 def pending_count(settings: Settings, editions: set[date] | None = None) -> int:
     from sqlalchemy import func
 
-    from .models import Digest
+    from digest.store.models import Digest
 
     with session_scope(settings) as session:
         q = select(func.count()).select_from(Digest).where(Digest.status.in_(("planned", "deferred", "sending")))

@@ -23,8 +23,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from . import clock
-from .models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from digest import clock
+from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
 
 log = logging.getLogger("digest.plan")
 ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred")  # digests whose papers are spoken for

@@ -25,14 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import clock
-from . import locks
-from .db import session_factory, session_scope
-from .models import Digest, Subscriber
-from .pipeline import _put_state, current_topics, plan_options, run_ingest, run_match
-from .plan import plan_edition
-from .send import send_pending, worker_id
-from .settings import Settings
+from digest import clock
+from digest.store import locks
+from digest.store.db import session_factory, session_scope
+from digest.store.models import Digest, Subscriber
+from digest.pipeline import _put_state, current_topics, plan_options, run_ingest, run_match
+from digest.plan import plan_edition
+from digest.delivery.send import send_pending, worker_id
+from digest.store.settings import Settings
 
 log = logging.getLogger("digest.scheduler")
 LOCK_NAME = "scheduler"
@@ -156,7 +156,7 @@ class DigestScheduler:
                 log.info("event=ingest source=%s status=%s new=%d updated=%d unchanged=%d skipped=%d",
                          r.source, r.status, r.new, r.updated, r.unchanged, sum(r.skipped.values()))
             log.info("event=match papers=%d", matched)
-            from .ledger import compact_ledger
+            from digest.delivery.ledger import compact_ledger
 
             with session_factory(self.settings)() as session:
                 removed = compact_ledger(session, keep_days=self.settings.ledger_keep_days,
@@ -165,8 +165,8 @@ class DigestScheduler:
 
     def send_tick(self) -> dict:
         """Plan and send whatever is due now. Returns counts (for status and tests)."""
-        from .deliver import open_backend
-        from .render import Renderer
+        from digest.delivery.backends import open_backend
+        from digest.email.render import Renderer
 
         now = self.clock()
         totals = {"planned": 0, "sent": 0, "failed": 0, "deferred": 0, "expired": 0, "groups": 0}

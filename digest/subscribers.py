@@ -11,8 +11,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import clock
-from .models import Subscriber
+from digest import clock
+from digest.store.models import Subscriber
 
 log = logging.getLogger("digest.subscribers")
 STATUSES = ("active", "unsubscribed", "bounced", "pending", "paused")

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 import struct
-from . import clock
+from digest import clock
 
 PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3}
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.db import dispose_all
-from digest.settings import Settings, reset_settings_cache
+from digest.store.db import dispose_all
+from digest.store.settings import Settings, reset_settings_cache
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -65,7 +65,7 @@ def postgres():
     """The session's PostgreSQL server (only on PostgreSQL runs) with a migrated template."""
     if TEST_DB != "postgresql":
         pytest.skip("PostgreSQL runs only (DIGEST_TEST_DB=postgresql)")
-    from digest.db import upgrade
+    from digest.store.db import upgrade
     from tests.pg_server import TempPostgres
 
     server = TempPostgres().start()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from digest.edition import DigestContent, PaperItem, Recipient, Section
+from digest.email.content import DigestContent, PaperItem, Recipient, Section
 
 EDITION = date(2026, 11, 21)
 

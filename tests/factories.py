@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timezone
 
-from digest.models import Paper, Subscriber, TopicMatch
+from digest.store.models import Paper, Subscriber, TopicMatch
 
 
 def add_paper(session, pid: str, *, title: str | None = None, abstract: str = "An abstract.",

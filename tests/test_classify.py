@@ -5,7 +5,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from digest.cli_topics import classify, topics_app
+from digest.cli.topics import classify, topics_app
 
 TOPICS = """\
 topics:
@@ -20,7 +20,7 @@ topics:
 
 def make_app():
     try:
-        from digest.cli import app  # the lead's root app, once it exists
+        from digest.cli.main import app  # the lead's root app, once it exists
 
         return app
     except Exception:
@@ -124,9 +124,9 @@ def test_topics_check_and_list(files, tmp_path):
 def test_topics_preview(files, tmp_path, monkeypatch, db_url):
     from datetime import datetime, timezone
 
-    from digest.db import session_scope
-    from digest.models import Paper
-    from digest.settings import Settings, reset_settings_cache
+    from digest.store.db import session_scope
+    from digest.store.models import Paper
+    from digest.store.settings import Settings, reset_settings_cache
 
     topics, _ = files
     monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)

@@ -7,12 +7,12 @@ from datetime import date
 
 import pytest
 
-from digest.deliver import (DeliveryConfigError, DryRunBackend, FileBackend, SMTPBackend, SendResult,
+from digest.delivery.backends import (DeliveryConfigError, DryRunBackend, FileBackend, SMTPBackend, SendResult,
                             mask_delivery, open_backend, parse_delivery, safe_file_stem)
-from digest.edition import DigestContent, Recipient, Section
-from digest.message import Outgoing, compose
-from digest.render import Renderer
-from digest.settings import Settings
+from digest.email.content import DigestContent, Recipient, Section
+from digest.email.message import Outgoing, compose
+from digest.email.render import Renderer
+from digest.store.settings import Settings
 from tests.digest_samples import paper, realistic
 from tests.smtp_server import smtp_sink
 

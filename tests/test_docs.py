@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from digest.cli import app
-from digest.settings import Settings
+from digest.cli.main import app
+from digest.store.settings import Settings
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.render import Renderer
-from digest.settings import Settings
+from digest.email.render import Renderer
+from digest.store.settings import Settings
 from tests.digest_samples import hostile, realistic
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.db import session_scope
-from digest.fetch import FetchError, fetch
-from digest.ingest import adhoc_spec, ingest_source
-from digest.models import IngestRun, Paper, SourceState
-from digest.settings import Settings
-from digest.sources import SourceSpec
+from digest.store.db import session_scope
+from digest.sources.fetch import FetchError, fetch
+from digest.sources.ingest import adhoc_spec, ingest_source
+from digest.store.models import IngestRun, Paper, SourceState
+from digest.store.settings import Settings
+from digest.sources.config import SourceSpec
 
 from tests.http_server import Reply, ScriptedServer, conditional
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from digest.ids import ArxivId, abs_url, canonical_id, fallback_id, parse_arxiv_id, pdf_url
+from digest.sources.ids import ArxivId, abs_url, canonical_id, fallback_id, parse_arxiv_id, pdf_url
 
 # ---------------------------------------------------------------- examples
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest.db import session_scope
-from digest.ingest import adhoc_spec, ingest_all, ingest_source
-from digest.models import IngestRun, Paper, PaperListing, SourceState
-from digest.settings import Settings
-from digest.sources import SourcesConfigError, SourceSpec, load_sources
+from digest.store.db import session_scope
+from digest.sources.ingest import adhoc_spec, ingest_all, ingest_source
+from digest.store.models import IngestRun, Paper, PaperListing, SourceState
+from digest.store.settings import Settings
+from digest.sources.config import SourcesConfigError, SourceSpec, load_sources
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 DAY1 = date(2026, 11, 18)
@@ -60,7 +60,7 @@ def runs(settings) -> list[IngestRun]:
 
 
 def assert_consistent(settings) -> None:
-    from digest.db import get_engine
+    from digest.store.db import get_engine
 
     with get_engine(settings.database_url).connect() as con:
         one = lambda sql: con.exec_driver_sql(sql).scalar()  # noqa: E731
@@ -131,7 +131,7 @@ def test_feed_rebuilt_with_only_a_new_build_date_is_not_parsed_again(settings, f
 
 
 def test_fingerprint_keeps_channel_dates_when_an_entry_has_none():
-    from digest.ingest import listing_fingerprint
+    from digest.sources.ingest import listing_fingerprint
 
     head = b"<rss><channel><lastBuildDate>Wed, 18 Nov 2026 05:31:12 +0000</lastBuildDate>"
     dated = b"<item><title>A</title><pubDate>Wed, 18 Nov 2026 00:00:00 -0500</pubDate></item></channel></rss>"
@@ -471,7 +471,7 @@ def test_malformed_feed_leaves_database_as_it_was(settings, feeds):
 
 def test_a_record_the_database_rejects_rolls_back_the_whole_source(settings, feeds):
     """A failure in the middle of an upsert leaves no half-written rows and no cache state."""
-    from digest.db import get_engine
+    from digest.store.db import get_engine
 
     path = feeds / "hf-daily-2026-11-18.json"
     victim = json.loads(path.read_text())[1]["paper"]["id"]

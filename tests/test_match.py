@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from digest.match import Matcher, PaperText, stem, tokenize
-from digest.match_store import match_pending
-from digest.topics import parse_topics
+from digest.topics.match import Matcher, PaperText, stem, tokenize
+from digest.topics.store import match_pending
+from digest.topics.config import parse_topics
 
 
 def config(yaml_text):
@@ -86,7 +86,7 @@ def test_connectors_inside_compounds():
 
 
 def test_description_lists_share_their_noun():
-    from digest.match import _salient_terms
+    from digest.topics.match import _salient_terms
 
     terms = _salient_terms("Decoding or encoding brain activity, sparse or linear attention, pruning, sparsity.")
     assert {"decoding brain activity", "encoding brain activity", "sparse attention", "linear attention",
@@ -244,14 +244,14 @@ def test_1000_papers_100_topics():
 
 @pytest.fixture()
 def settings(tmp_path, db_url):
-    from digest.settings import Settings
+    from digest.store.settings import Settings
 
     return Settings(database_url=db_url, config_dir=tmp_path)
 
 
 def add_papers(settings):
-    from digest.db import session_scope
-    from digest.models import Paper
+    from digest.store.db import session_scope
+    from digest.store.models import Paper
 
     now = datetime.now(timezone.utc)
     with session_scope(settings) as s:
@@ -268,8 +268,8 @@ def add_papers(settings):
 
 
 def stored(settings):
-    from digest.db import session_scope
-    from digest.models import Paper, TopicMatch
+    from digest.store.db import session_scope
+    from digest.store.models import Paper, TopicMatch
 
     with session_scope(settings) as s:
         rows = sorted((m.paper_id, m.topic_id) for m in s.scalars(select(TopicMatch)))
@@ -278,7 +278,7 @@ def stored(settings):
 
 
 def test_match_pending_is_bulk_idempotent_and_rematches(settings):
-    from digest.db import session_scope
+    from digest.store.db import session_scope
 
     add_papers(settings)
     cfg = config(TWO)
@@ -309,8 +309,8 @@ def test_match_pending_is_bulk_idempotent_and_rematches(settings):
 
 
 def test_match_pending_stores_score_and_evidence(settings):
-    from digest.db import session_scope
-    from digest.models import TopicMatch
+    from digest.store.db import session_scope
+    from digest.store.models import TopicMatch
 
     add_papers(settings)
     with session_scope(settings) as s:
@@ -322,7 +322,7 @@ def test_match_pending_stores_score_and_evidence(settings):
 
 def test_hybrid_rules_in_units_of_each_topics_spread():
     """The semantic hybrid's decision (pure; no model needed): z confirms, drops or rescues."""
-    from digest.semantic import SemanticParams, decide_hybrid
+    from digest.topics.semantic import SemanticParams, decide_hybrid
 
     m = Matcher(config(TWO.replace("    min_score: 0.2\n", "")))
     paper = PaperText("a", "Medical image segmentation with a new U-Net",

@@ -8,10 +8,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from digest.message import (MessageError, Outgoing, build_message, compose, encoded_words, message_id_for,
+from digest.email.message import (MessageError, Outgoing, build_message, compose, encoded_words, message_id_for,
                             qp_lines)
-from digest.render import Renderer
-from digest.settings import Settings
+from digest.email.render import Renderer
+from digest.store.settings import Settings
 from tests.digest_samples import EMOJI, RTL, hostile, realistic
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)

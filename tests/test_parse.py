@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.parse import (
+from digest.sources.parse import (
     MAX_ABSTRACT,
     MAX_AUTHORS,
     MAX_TITLE,
@@ -20,7 +20,7 @@ from digest.parse import (
     parse_hf_daily,
     parse_listing,
 )
-from digest.textclean import clean_text, split_authors
+from digest.sources.textclean import clean_text, split_authors
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 DAY1 = date(2026, 11, 18)

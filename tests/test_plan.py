@@ -5,8 +5,8 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select, update
 
-from digest.db import session_factory
-from digest.models import Digest, DigestItem
+from digest.store.db import session_factory
+from digest.store.models import Digest, DigestItem
 from digest.plan import PlanOptions, plan_edition
 from tests.factories import add_paper, add_subscriber, utc
 
@@ -174,7 +174,7 @@ def test_dry_run_writes_nothing_and_groups_share_work(settings):
 
 
 def test_compaction_never_lets_an_old_paper_come_back(settings):
-    from digest.ledger import compact_ledger
+    from digest.delivery.ledger import compact_ledger
 
     make = session_factory(settings)
     with make() as s:

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from digest.edition import DigestContent, Recipient, Section
-from digest.render import Renderer, clean_text, safe_url, trim_words
-from digest.settings import Settings
+from digest.email.content import DigestContent, Recipient, Section
+from digest.email.render import Renderer, clean_text, safe_url, trim_words
+from digest.store.settings import Settings
 from tests.digest_samples import EMOJI, RTL, hostile, paper, realistic
 
 VOID = {"br", "meta", "img", "link", "hr", "input", "col", "area", "base", "source", "wbr"}
@@ -274,7 +274,7 @@ def test_budget_is_checked_per_recipient(settings):
 
 
 def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
-    from digest.message import qp_lines
+    from digest.email.message import qp_lines
 
     content = realistic(20, subscriber_id=5, email="five@example.org")
     content.cache_key = ("k",)

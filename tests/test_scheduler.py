@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
-from digest import locks
-from digest.db import session_factory
-from digest.models import Digest, Lock
+from digest.store import locks
+from digest.store.db import session_factory
+from digest.store.models import Digest, Lock
 from digest.pipeline import current_topics
 from digest.scheduler import DigestScheduler, due_groups, send_instant
 from tests.factories import add_paper, add_subscriber, utc, wait_for

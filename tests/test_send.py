@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from digest import clock as app_clock
-from digest.db import session_factory
-from digest.models import Digest, Subscriber
+from digest.store.db import session_factory
+from digest.store.models import Digest, Subscriber
 from digest.pipeline import send_now
-from digest.settings import Settings, reset_settings_cache
+from digest.store.settings import Settings, reset_settings_cache
 from tests.factories import add_paper, add_subscriber
 from tests.smtp_server import smtp_sink
 
@@ -231,7 +231,7 @@ def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink, clock):
 
 
 def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_settings, sink):
-    from digest.send import reclaim_dead_local, worker_id
+    from digest.delivery.send import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "08", 1)
@@ -252,7 +252,7 @@ def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_s
 
 
 def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
-    from digest.send import reclaim_dead_local, worker_id
+    from digest.delivery.send import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "09", 1)
@@ -268,7 +268,7 @@ def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
 
 
 def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink):
-    from digest.send import reclaim_dead_local, worker_id
+    from digest.delivery.send import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "10", 1)

@@ -6,7 +6,7 @@ import string
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from digest.settings import Settings
+from digest.store.settings import Settings
 from digest.tokens import TokenError, make_token, preferences_url, unsubscribe_url, verify_token
 
 SECRET = "k" * 32

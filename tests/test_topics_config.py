@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.topics import DEFAULT_MIN_SCORE, TopicConfigError, load_topics, parse_topics
+from digest.topics.config import DEFAULT_MIN_SCORE, TopicConfigError, load_topics, parse_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 
 from digest import clock as app_clock, tokens
-from digest.db import session_scope
-from digest.models import Subscriber
-from digest.settings import Settings, reset_settings_cache
-from digest.web import create_app
+from digest.store.db import session_scope
+from digest.store.models import Subscriber
+from digest.store.settings import Settings, reset_settings_cache
+from digest.web.app import create_app
 from tests.factories import add_paper, add_subscriber
 from tests.smtp_server import smtp_sink
 

@@ -14,10 +14,10 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from digest.db import session_factory, session_scope
-from digest.models import Digest, DigestItem, Lock
+from digest.store.db import session_factory, session_scope
+from digest.store.models import Digest, DigestItem, Lock
 from digest.plan import PlanOptions, plan_edition
-from digest.send import claim_batch, renew_lease
+from digest.delivery.send import claim_batch, renew_lease
 from tests.factories import add_paper, add_subscriber, utc, wait_for
 from tests.smtp_server import smtp_sink
 

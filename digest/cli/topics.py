@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from . import clock
-from .topics import TopicConfig, TopicConfigError, load_topics
+from digest import clock
+from digest.topics.config import TopicConfig, TopicConfigError, load_topics
 
 topics_app = typer.Typer(help="Check, list and preview the topics admins define in topics.yaml.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _topics_path(file: Optional[Path]) -> Path:
     if file is not None:
         return file
-    from .settings import get_settings
+    from digest.store.settings import get_settings
 
     try:
         return get_settings().topics_file
@@ -99,9 +99,9 @@ def preview(
     from rich.table import Table
     from sqlalchemy import select
 
-    from .db import session_scope
-    from .match import Matcher
-    from .models import Paper
+    from digest.store.db import session_scope
+    from digest.topics.match import Matcher
+    from digest.store.models import Paper
 
     config = _load(file)
     if topic not in config.by_id:
@@ -156,8 +156,8 @@ def classify(
 
     Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
     """
-    from .classify import LineError, iter_papers
-    from .match import make_matcher
+    from digest.topics.classify import LineError, iter_papers
+    from digest.topics.match import make_matcher
 
     config = _load(topics)
     try:

@@ -6,7 +6,7 @@ Create Date: 2026-11-21 22:39:14.407674
 """
 from alembic import op
 import sqlalchemy as sa
-import digest.models
+import digest.store.models
 
 
 revision = '0001'
@@ -20,15 +20,15 @@ def upgrade() -> None:
     op.create_table('app_state',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.JSON(), nullable=False),
-    sa.Column('updated_at', digest.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
     op.create_table('ingest_runs',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('location', sa.Text(), nullable=False),
-    sa.Column('started_at', digest.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', digest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', digest.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('new', sa.Integer(), nullable=False),
     sa.Column('updated', sa.Integer(), nullable=False),
@@ -44,7 +44,7 @@ def upgrade() -> None:
     op.create_table('locks',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('holder', sa.String(length=128), nullable=False),
-    sa.Column('expires_at', digest.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('papers',
@@ -58,9 +58,9 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=True),
     sa.Column('announce_type', sa.String(length=16), nullable=True),
     sa.Column('is_new', sa.Boolean(), nullable=False),
-    sa.Column('first_seen_at', digest.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', digest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('first_seen_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', digest.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('abs_url', sa.Text(), nullable=True),
     sa.Column('pdf_url', sa.Text(), nullable=True),
     sa.Column('hf_url', sa.Text(), nullable=True),
@@ -86,7 +86,7 @@ def upgrade() -> None:
     sa.Column('etag', sa.Text(), nullable=True),
     sa.Column('last_modified', sa.Text(), nullable=True),
     sa.Column('body_hash', sa.String(length=64), nullable=True),
-    sa.Column('last_fetch_at', digest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_fetch_at', digest.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('subscribers',
@@ -101,8 +101,8 @@ def upgrade() -> None:
     sa.Column('trending', sa.Boolean(), nullable=False),
     sa.Column('send_time', sa.String(length=5), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
-    sa.Column('created_at', digest.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )
@@ -119,10 +119,10 @@ def upgrade() -> None:
     sa.Column('message_id', sa.String(length=255), nullable=True),
     sa.Column('subject', sa.Text(), nullable=True),
     sa.Column('paper_count', sa.Integer(), nullable=False),
-    sa.Column('planned_at', digest.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', digest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('planned_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', digest.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('claimed_by', sa.String(length=128), nullable=True),
-    sa.Column('lease_until', digest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_until', digest.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('subscriber_id', 'edition', name='uq_digest_subscriber_edition')
@@ -137,7 +137,7 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('listed_on', sa.Date(), nullable=False),
     sa.Column('announce_type', sa.String(length=16), nullable=True),
-    sa.Column('seen_at', digest.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('seen_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['paper_id'], ['papers.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('paper_id', 'source', 'listed_on', name='uq_listing')
@@ -150,7 +150,7 @@ def upgrade() -> None:
     sa.Column('topic_id', sa.String(length=64), nullable=False),
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('matched', sa.JSON(), nullable=False),
-    sa.Column('matched_at', digest.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('matched_at', digest.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['paper_id'], ['papers.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('paper_id', 'topic_id')
     )

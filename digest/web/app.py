@@ -44,13 +44,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import clock
-from . import tokens
-from .db import session_scope
-from .message import recipient_address
-from .models import Subscriber
-from .settings import Settings
-from .subscribers import SubscriberError, check_timezone, get_by_email, normalise_email
+from digest import clock
+from digest import tokens
+from digest.store.db import session_scope
+from digest.email.message import recipient_address
+from digest.store.models import Subscriber
+from digest.store.settings import Settings
+from digest.subscribers import SubscriberError, check_timezone, get_by_email, normalise_email
 
 log = logging.getLogger("digest.web")
 
@@ -167,7 +167,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         except OSError:
             stamp = None
         if topics_cache.get("stamp") != stamp or "list" not in topics_cache:
-            from .pipeline import current_topics
+            from digest.pipeline import current_topics
 
             config, _ = current_topics(settings)
             topics_cache["list"] = [TopicChoice(t.id, t.name, t.description) for t in config.topics]
@@ -239,7 +239,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         return {"topics": chosen, "timezone": tz}, errors
 
     def send_mail(msg: EmailMessage) -> None:
-        from .deliver import open_backend
+        from digest.delivery.backends import open_backend
 
         try:
             with open_backend(settings) as backend:

@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection digest.db hands over (or the configured URL)."""
+"""Alembic environment: runs on the connection digest.store.db hands over (or the configured URL)."""
 from alembic import context
 from sqlalchemy import create_engine
 
-from digest.models import Base
+from digest.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

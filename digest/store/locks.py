@@ -7,8 +7,8 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import clock
-from .models import Lock
+from digest import clock
+from digest.store.models import Lock
 
 
 def acquire(session: Session, name: str, holder: str, ttl: float, now: datetime | None = None) -> bool:

@@ -31,9 +31,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from digest import tokens
-from digest.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
-from digest.edition import DigestContent, PaperItem
-from digest.rendered import Rendered, Slotted
+from digest.email.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
+from digest.email.content import DigestContent, PaperItem
+from digest.email.rendered import Rendered, Slotted
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"

@@ -36,8 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 
-from .topics import Topic, TopicConfig
-from .words import (GENERIC, STOPWORDS, _SENTENCE_RE, _chunks, _fold, _is_acronym, _salient_terms,
+from digest.topics.config import Topic, TopicConfig
+from digest.topics.words import (GENERIC, STOPWORDS, _SENTENCE_RE, _chunks, _fold, _is_acronym, _salient_terms,
                     _singular_acronym, stem, tokenize)
 
 __all__ = [
@@ -63,7 +63,7 @@ class PaperLike(Protocol):
 
 @dataclass
 class PaperText:
-    """The text of a paper, enough to match it (``digest.models.Paper`` also fits)."""
+    """The text of a paper, enough to match it (``digest.store.models.Paper`` also fits)."""
 
     id: str
     title: str
@@ -494,11 +494,11 @@ class Matcher:
 
 def make_matcher(config: TopicConfig, kind: str = "lexical"):
     """A matcher by name: ``lexical`` (this module), ``semantic`` (lexical + sentence
-    embeddings, see :mod:`digest.semantic`) or ``semantic-only``. The semantic kinds need the
-    optional ``semantic`` packages and raise ``digest.semantic.SemanticUnavailable`` (a
+    embeddings, see :mod:`digest.topics.semantic`) or ``semantic-only``. The semantic kinds need the
+    optional ``semantic`` packages and raise ``digest.topics.semantic.SemanticUnavailable`` (a
     one-line message with the pip command) without them."""
     if (kind or "lexical").strip().lower() == "lexical":
         return Matcher(config)
-    from .semantic import make_matcher as _make
+    from digest.topics.semantic import make_matcher as _make
 
     return _make(config, kind)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from . import clock
-from .match import Matcher
-from .topics import TopicConfig
+from digest import clock
+from digest.topics.match import Matcher
+from digest.topics.config import TopicConfig
 
 
 def match_pending(
@@ -29,14 +29,14 @@ def match_pending(
     """
     from sqlalchemy import delete, insert, or_, select, update
 
-    from .models import Paper, TopicMatch, utcnow
+    from digest.store.models import Paper, TopicMatch, utcnow
 
     matcher = matcher or Matcher(config)
     version = version or config.version
     query = select(Paper).where(or_(Paper.matched_version.is_(None), Paper.matched_version != version))
     if not all_papers:
         if lookback_days is None:
-            from .settings import get_settings
+            from digest.store.settings import get_settings
 
             lookback_days = get_settings().lookback_days
         since = (now or clock.now()) - timedelta(days=2 * lookback_days)

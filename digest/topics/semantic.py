@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
-from .match import Assignment, Candidate, Matcher
-from .topics import TopicConfig
+from digest.topics.match import Assignment, Candidate, Matcher
+from digest.topics.config import TopicConfig
 
 __all__ = [
     "INSTALL_HINT",
@@ -121,7 +121,7 @@ def paper_text(paper: Any) -> str:
 
 
 class SemanticMatcher:
-    """Same interface as :class:`digest.match.Matcher`: ``match(paper) -> list[Assignment]``."""
+    """Same interface as :class:`digest.topics.match.Matcher`: ``match(paper) -> list[Assignment]``."""
 
     _CACHE = 4096  # paper embeddings kept, by text (re-matching the same paper costs nothing)
 

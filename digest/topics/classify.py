@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .match import Assignment, Matcher, PaperText
+from digest.topics.match import Assignment, Matcher, PaperText
 
 __all__ = ["LineError", "read_papers", "iter_papers", "classify_papers"]
 

@@ -7,7 +7,7 @@
     with open_backend(settings) as backend:
         result = backend.send(out)        # -> SendResult; never raises for a per-message failure
 
-``out`` is a ``digest.message.Outgoing`` (wire bytes plus envelope, from ``compose``); an
+``out`` is a ``digest.email.message.Outgoing`` (wire bytes plus envelope, from ``compose``); an
 ``email.message.EmailMessage`` is accepted too (serialised first; the web pages' mails).
 
 A ``SendResult`` says whether the server accepted the message (``ok``), and if not, whether
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from digest.message import Outgoing, from_email_message
+from digest.email.message import Outgoing, from_email_message
 
 
 class DeliveryConfigError(ValueError):

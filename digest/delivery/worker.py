@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from .settings import Settings
+from digest.store.settings import Settings
 
 log = logging.getLogger("digest.worker")
 
@@ -26,11 +26,11 @@ log = logging.getLogger("digest.worker")
 def work(settings: Settings, *, once: bool = False, stop: threading.Event | None = None,
          backend=None) -> dict:
     """Send claimable digests until stopped (or, with `once`, until none is left). Returns totals."""
-    from .db import session_factory
-    from .deliver import open_backend
-    from .pipeline import current_topics
-    from .render import Renderer
-    from .send import send_pending, worker_id
+    from digest.store.db import session_factory
+    from digest.delivery.backends import open_backend
+    from digest.pipeline import current_topics
+    from digest.email.render import Renderer
+    from digest.delivery.send import send_pending, worker_id
 
     stop = stop or threading.Event()
     me = worker_id()
@@ -76,8 +76,8 @@ def work(settings: Settings, *, once: bool = False, stop: threading.Event | None
 
 
 def _child(once: bool, json_logs: bool) -> None:
-    from .logs import setup_logging
-    from .settings import get_settings
+    from digest.logs import setup_logging
+    from digest.store.settings import get_settings
 
     setup_logging(json_logs, level=logging.INFO)
     stop = threading.Event()

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import clock
-from .models import Digest, DigestItem
+from digest import clock
+from digest.store.models import Digest, DigestItem
 
 
 def compact_ledger(session: Session, *, keep_days: int, lookback_days: int, now: datetime | None = None) -> int:

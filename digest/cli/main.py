@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import clock
-from .cli_topics import classify, topics_app
-from .settings import SettingsError, get_settings
+from digest import clock
+from digest.cli.topics import classify, topics_app
+from digest.store.settings import SettingsError, get_settings
 
 app = typer.Typer(
     help="digest: a daily email digest of new research papers.\n\n"
@@ -62,7 +62,7 @@ def db_upgrade() -> None:
 
     Example: DIGEST_DATABASE_URL=sqlite:///./var/digest.db digest db upgrade
     """
-    from .db import current_revision, get_engine
+    from digest.store.db import current_revision, get_engine
 
     s = _settings()
     get_engine(s.database_url)
@@ -75,8 +75,8 @@ def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", help
 
     Example: digest db compact --keep-days 14
     """
-    from .db import session_scope
-    from .ledger import compact_ledger
+    from digest.store.db import session_scope
+    from digest.delivery.ledger import compact_ledger
 
     s = _settings()
     with session_scope(s) as session:
@@ -100,7 +100,7 @@ def ingest(
       digest ingest --from https://rss.arxiv.org/rss/cs.CV --kind arxiv
       digest ingest --from samples/hf-daily-day1.json
     """
-    from .pipeline import run_ingest
+    from digest.pipeline import run_ingest
 
     if kind not in ("arxiv", "hf-daily", "auto"):
         raise UserError(f"--kind must be arxiv, hf-daily or auto, not {kind!r}")
@@ -130,7 +130,7 @@ def _ingest_table(reports) -> None:
 # ------------------------------------------------------------------ subscribers
 
 def _known_topics(s) -> set[str]:
-    from .pipeline import current_topics
+    from digest.pipeline import current_topics
 
     config, _ = current_topics(s)
     return set(config.ids)
@@ -149,8 +149,8 @@ def subs_add(
 
     Example: digest subscribers add ada@example.org --topics multimodal-llm,pathology --tz Europe/Berlin
     """
-    from .db import session_scope
-    from .subscribers import add_subscriber, parse_topics, parse_weekday
+    from digest.store.db import session_scope
+    from digest.subscribers import add_subscriber, parse_topics, parse_weekday
 
     s = _settings()
     topic_ids = parse_topics(topics, _known_topics(s))
@@ -167,8 +167,8 @@ def subs_remove(email: str, delete: bool = typer.Option(False, "--delete", help=
 
     Example: digest subscribers remove ada@example.org
     """
-    from .db import session_scope
-    from .subscribers import get_by_email, set_status
+    from digest.store.db import session_scope
+    from digest.subscribers import get_by_email, set_status
 
     s = _settings()
     with session_scope(s) as session:
@@ -189,8 +189,8 @@ def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help
 
     Example: digest subscribers set-topics ada@example.org --topics pathology,cardiology
     """
-    from .db import session_scope
-    from .subscribers import get_by_email, parse_topics
+    from digest.store.db import session_scope
+    from digest.subscribers import get_by_email, parse_topics
 
     s = _settings()
     topic_ids = parse_topics(topics, _known_topics(s))
@@ -211,8 +211,8 @@ def subs_list(status: Optional[str] = typer.Option(None, "--status", help="Only 
     """
     from sqlalchemy import select
 
-    from .db import session_scope
-    from .models import Subscriber
+    from digest.store.db import session_scope
+    from digest.store.models import Subscriber
 
     s = _settings()
     table = Table()
@@ -235,8 +235,8 @@ def subs_import(file: Path) -> None:
     Bad rows are reported with their line number; every other row is imported (existing
     addresses are updated). Example: digest subscribers import people.csv
     """
-    from .db import session_scope
-    from .subscribers import import_csv
+    from digest.store.db import session_scope
+    from digest.subscribers import import_csv
 
     s = _settings()
     try:
@@ -259,8 +259,8 @@ def subs_export(out: Optional[Path] = typer.Option(None, "--out", help="Write to
 
     Example: digest subscribers export --out people.csv
     """
-    from .db import session_scope
-    from .subscribers import export_csv
+    from digest.store.db import session_scope
+    from digest.subscribers import export_csv
 
     with session_scope(_settings()) as session:
         text = export_csv(session)
@@ -282,13 +282,13 @@ def preview(
 
     Example: digest preview --subscriber ada@example.org --out /tmp/ada.html
     """
-    from .db import session_factory
-    from .edition import Recipient
-    from .models import Subscriber
-    from .pipeline import current_topics, plan_options, run_match, subscriber_ids_for
-    from .plan import plan_edition
-    from .render import Renderer
-    from .send import ContentBuilder
+    from digest.store.db import session_factory
+    from digest.email.content import Recipient
+    from digest.store.models import Subscriber
+    from digest.pipeline import current_topics, plan_options, run_match, subscriber_ids_for
+    from digest.plan import plan_edition
+    from digest.email.render import Renderer
+    from digest.delivery.send import ContentBuilder
 
     s = _settings()
     ed = _parse_date(edition)
@@ -334,7 +334,7 @@ def send_now_cmd(
     """
     from rich.progress import Progress
 
-    from .pipeline import send_now
+    from digest.pipeline import send_now
 
     s = _settings()
     ed = _parse_date(edition)
@@ -384,8 +384,8 @@ def run(
 
     Example: DIGEST_DELIVERY=smtp://mail:25 digest run
     """
-    from .logs import setup_logging
-    from .scheduler import DigestScheduler, SchedulerBusy
+    from digest.logs import setup_logging
+    from digest.scheduler import DigestScheduler, SchedulerBusy
 
     s = _settings()
     setup_logging(json_logs or s.log_json, level=logging.INFO)
@@ -415,8 +415,8 @@ def worker(
       digest worker --concurrency 2
       digest worker --once
     """
-    from .logs import setup_logging
-    from .worker import run_workers
+    from digest.logs import setup_logging
+    from digest.delivery.worker import run_workers
 
     s = _settings()
     setup_logging(json_logs or s.log_json, level=logging.INFO)
@@ -431,8 +431,8 @@ def status() -> None:
     """
     from sqlalchemy import func, select
 
-    from .db import session_scope
-    from .models import AppState, Digest, IngestRun
+    from digest.store.db import session_scope
+    from digest.store.models import AppState, Digest, IngestRun
 
     s = _settings()
     with session_scope(s) as session:
@@ -474,9 +474,9 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
     """
     from sqlalchemy import select
 
-    from .db import session_scope
-    from .models import Digest, DigestItem, Paper
-    from .subscribers import get_by_email
+    from digest.store.db import session_scope
+    from digest.store.models import Digest, DigestItem, Paper
+    from digest.subscribers import get_by_email
 
     with session_scope(_settings()) as session:
         sub = get_by_email(session, subscriber)
@@ -506,8 +506,8 @@ def stats(editions: int = typer.Option(7, "--editions", help="How many recent ed
 
     from sqlalchemy import func, select
 
-    from .db import session_scope
-    from .models import Digest, DigestItem, Subscriber
+    from digest.store.db import session_scope
+    from digest.store.models import Digest, DigestItem, Subscriber
 
     with session_scope(_settings()) as session:
         eds = session.scalars(select(Digest.edition).distinct().order_by(Digest.edition.desc()).limit(editions)).all()
@@ -546,7 +546,7 @@ def web(
     Links in emails point at DIGEST_PUBLIC_URL; put this server (behind TLS) there.
     Example: digest web --host 0.0.0.0 --port 8000
     """
-    from .web import serve
+    from digest.web.app import serve
 
     serve(_settings(), host=host, port=port)
 
@@ -554,10 +554,10 @@ def web(
 # ------------------------------------------------------------------ entry point
 
 def main() -> None:
-    from .fetch import FetchError
-    from .pipeline import PipelineError
-    from .sources import SourcesConfigError
-    from .subscribers import SubscriberError
+    from digest.sources.fetch import FetchError
+    from digest.pipeline import PipelineError
+    from digest.sources.config import SourcesConfigError
+    from digest.subscribers import SubscriberError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -14,8 +14,8 @@ from datetime import date, datetime, timezone
 
 import feedparser
 
-from .ids import abs_url, fallback_id, parse_arxiv_id, pdf_url
-from .textclean import clean_text, split_authors
+from digest.sources.ids import abs_url, fallback_id, parse_arxiv_id, pdf_url
+from digest.sources.textclean import clean_text, split_authors
 
 MAX_TITLE = 1_000
 MAX_ABSTRACT = 20_000

@@ -17,13 +17,13 @@ from typing import Callable, Iterable
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import clock
-from .db import session_scope
-from .fetch import FetchError, fetch, is_remote
-from .models import IngestRun, Paper, PaperListing, SourceState
-from .parse import ParseError, PaperRecord, detect_kind, parse_listing
-from .settings import Settings
-from .sources import SourceSpec
+from digest import clock
+from digest.store.db import session_scope
+from digest.sources.fetch import FetchError, fetch, is_remote
+from digest.store.models import IngestRun, Paper, PaperListing, SourceState
+from digest.sources.parse import ParseError, PaperRecord, detect_kind, parse_listing
+from digest.store.settings import Settings
+from digest.sources.config import SourceSpec
 
 log = logging.getLogger("digest.ingest")
 CHUNK = 500

@@ -25,11 +25,11 @@ from typing import Callable
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import clock
-from .edition import DigestContent, PaperItem, Recipient, Section
-from .models import Digest, Paper, Subscriber, TopicMatch
-from .plan import PlannedItem
-from .settings import Settings
+from digest import clock
+from digest.email.content import DigestContent, PaperItem, Recipient, Section
+from digest.store.models import Digest, Paper, Subscriber, TopicMatch
+from digest.plan import PlannedItem
+from digest.store.settings import Settings
 
 log = logging.getLogger("digest.send")
 CLAIM_BATCH = 200
@@ -102,7 +102,7 @@ class ContentBuilder:
                 self.reasons[(m.paper_id, m.topic_id)] = (m.score, list(m.matched or []))
 
     def build(self, recipient: Recipient, edition: date, items: list[PlannedItem], weekly: bool = False) -> DigestContent:
-        from .tokens import preferences_url, unsubscribe_url
+        from digest.tokens import preferences_url, unsubscribe_url
 
         sections: dict[str, Section] = {}
         shown = self._shown
@@ -229,7 +229,7 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
                  stop: threading.Event | None = None, on_sent: Callable[[int], None] | None = None,
                  worker: str | None = None) -> SendReport:
     """Send every claimable digest (optionally of some editions/subscribers) through `backend`."""
-    from .message import compose
+    from digest.email.message import compose
 
     worker = worker or worker_id()
     lease = timedelta(seconds=settings.send_lease_seconds)

@@ -11,7 +11,7 @@ an edition. What the email package would have done and we do by hand:
   characters where possible (and are always ≤ 998);
 - bodies are quoted-printable (``binascii.b2a_qp``): every line ≤ 76 characters, however long
   the HTML lines are. QP is line-local, so a part is encoded as blocks of whole lines and the
-  blocks shared by many digests (see ``digest.rendered.Slotted``) are encoded once;
+  blocks shared by many digests (see ``digest.email.rendered.Slotted``) are encoded once;
 - a '.' at the start of a line is left to the SMTP client (smtplib dot-stuffs the DATA).
 
 List headers follow RFC 2369 / RFC 8058 (one-click unsubscribe, acted on by POST). Tests and
@@ -32,8 +32,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from digest import tokens
-from digest.edition import DigestContent
-from . import clock
+from digest.email.content import DigestContent
+from digest import clock
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _DOMAIN_OK = re.compile(r"[A-Za-z0-9.-]+")
@@ -366,7 +366,7 @@ def _part_qp(rendered, which: str) -> bytes:
     # lines are short and cheap to encode
     encoder = _LINE_CACHE if which == "html" else qp_lines
     encode = getattr(rendered, f"{which}_qp", None)
-    if encode is not None:                       # a digest.rendered.Rendered: shared blocks cached
+    if encode is not None:                       # a digest.email.rendered.Rendered: shared blocks cached
         return encode(encoder)
     return encoder(_normalised(getattr(rendered, which)))
 
@@ -383,7 +383,7 @@ _PART_HEAD = {
 
 
 def compose(settings, content: DigestContent, rendered, *, now: datetime | None = None) -> Outgoing:
-    """The message for one digest. ``rendered`` is a ``digest.rendered.Rendered`` (or anything
+    """The message for one digest. ``rendered`` is a ``digest.email.rendered.Rendered`` (or anything
     with ``subject``, ``text`` and ``html``). Raises MessageError for an unusable recipient."""
     fixed = _fixed(settings)
     recipient = content.recipient

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from .settings import Settings
+from digest.store.settings import Settings
 
 XML_TYPES = ("xml", "rss", "atom")
 JSON_TYPES = ("json",)

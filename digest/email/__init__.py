@@ -1,0 +1,7 @@
+"""Email: what a digest says and the bytes that carry it.
+
+Owns the content model of a digest (`content`), display-text cleaning (`display`), the
+Jinja2 → MJML → HTML and text render shared by identical digests (`render`, `rendered`) and
+the MIME message with its headers (`message`). May import `digest.plan`, `digest.tokens`
+and `digest.store`; never the send loop.
+"""
