@@ -25,7 +25,8 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
         from digest.store.models import Digest, DigestItem, Subscriber
         from digest.plan import PlannedItem
         from digest.email.render import Renderer
-        from digest.delivery.send import ContentBuilder, send_pending
+        from digest.delivery.send import send_pending
+        from digest.email.builder import ContentBuilder
         from digest.topics.config import load_topics
 
         s = make_settings(kw, delivery=f"smtp://127.0.0.1:{port}")

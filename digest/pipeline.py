@@ -11,71 +11,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from digest import clock
 from digest.store.db import session_factory, session_scope
 from digest.sources.ingest import IngestReport, adhoc_spec, ingest_all
-from digest.store.models import AppState, Subscriber
+from digest.store.models import Subscriber
 from digest.plan import PlanOptions, PlanReport, plan_edition
-from digest.delivery.send import ContentBuilder, SendReport, send_pending
+from digest.delivery.send import SendReport, send_pending
+from digest.email.builder import ContentBuilder
 from digest.store.settings import Settings
 from digest.sources.config import SourceSpec, load_sources
-from digest.topics.config import TopicConfig, TopicConfigError, load_topics, parse_topics
+from digest.topics.config import TopicConfig
+from digest.topics.current import NoValidTopicsError, current_topics  # noqa: F401 (public API)
 
 log = logging.getLogger("digest.pipeline")
 
 
 class PipelineError(Exception):
     """A user-facing problem that stops the pipeline (one clear line)."""
-
-
-def _state(session, key: str) -> AppState | None:
-    return session.get(AppState, key)
-
-
-def _put_state(session, key: str, value: dict) -> None:
-    """Upsert one app_state row (two processes may write the same key at once)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    values = {"key": key, "value": value, "updated_at": clock.now()}
-    if dialect in ("sqlite", "postgresql"):
-        ins = (sqlite if dialect == "sqlite" else postgresql).insert(AppState).values(**values)
-        session.execute(ins.on_conflict_do_update(index_elements=["key"],
-                                                  set_={"value": ins.excluded.value,
-                                                        "updated_at": ins.excluded.updated_at}))
-        return
-    row = session.get(AppState, key) or AppState(key=key)
-    row.value, row.updated_at = value, values["updated_at"]
-    session.add(row)
-
-
-def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
-    """The topics to use now and, when the file on disk is invalid, why it was not used.
-
-    A valid file is remembered in the database; an invalid edit is reported and the last
-    valid config keeps being used, so a typo never stops the morning email.
-    """
-    path = settings.topics_file
-    try:
-        config = load_topics(path)
-    except TopicConfigError as exc:
-        error = str(exc)
-        with session_scope(settings) as session:
-            _put_state(session, "topics_error", {"error": error, "file": str(path),
-                                                 "at": clock.now().isoformat()})
-            last = _state(session, "topics_valid")
-            saved = dict(last.value) if last else None
-        if not saved:
-            raise PipelineError(f"topics config is invalid and no earlier valid config is known:\n{error}") from None
-        log.error("topics config %s is invalid; using the last valid one (%s): %s", path, saved.get("at"), error)
-        return parse_topics(saved["text"], f"{path} (last valid, {saved.get('at')})"), error
-    with session_scope(settings) as session:
-        _put_state(session, "topics_valid", {"text": path.read_text(encoding="utf-8-sig"), "version": config.version,
-                                             "at": clock.now().isoformat()})
-        session.execute(delete(AppState).where(AppState.key == "topics_error"))
-    return config, None
 
 
 def configured_sources(settings: Settings, name: str | None = None) -> list[SourceSpec]:
@@ -99,7 +52,7 @@ _matchers: dict[tuple[str, str], object] = {}
 
 def matcher_for(settings: Settings, config: TopicConfig):
     """The configured matcher, built once per (config, kind): the semantic one loads a model."""
-    from digest.topics.match import make_matcher
+    from digest.topics.matchers import make_matcher
 
     key = (config.version, settings.matcher)
     if key not in _matchers:

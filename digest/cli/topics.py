@@ -157,7 +157,7 @@ def classify(
     Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
     """
     from digest.topics.classify import LineError, iter_papers
-    from digest.topics.match import make_matcher
+    from digest.topics.matchers import make_matcher
 
     config = _load(topics)
     try:

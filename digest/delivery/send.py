@@ -26,15 +26,15 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest import clock
-from digest.email.content import DigestContent, PaperItem, Recipient, Section
-from digest.store.models import Digest, Paper, Subscriber, TopicMatch
+from digest.email.builder import ContentBuilder
+from digest.email.content import Recipient
+from digest.store.models import Digest, Subscriber
 from digest.plan import PlannedItem
 from digest.store.settings import Settings
 
 log = logging.getLogger("digest.send")
 CLAIM_BATCH = 200
 MAX_ATTEMPTS = 5
-AUTHORS_KEPT = 12
 # wait before the 2nd, 3rd, ... attempt of a deferred digest (greylisting lasts minutes)
 RETRY_AFTER = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30))
 
@@ -67,72 +67,6 @@ class SendReport:
     bounced: int = 0
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
-
-
-class ContentBuilder:
-    """Turns ledger items into DigestContent, caching papers and match reasons across digests.
-
-    A paper's data and its match reasons are loaded once and never change for the life of a
-    builder, so the item shown for (paper, section) is built once and shared by every digest,
-    and a digest's sections are identified by their paper ids: ``DigestContent.cache_key`` lets
-    the renderer reuse one rendering for all digests with the same sections. Treat the
-    PaperItems it returns as read-only.
-    """
-
-    def __init__(self, settings: Settings, topic_names: dict[str, str]):
-        self.settings = settings
-        self.topic_names = topic_names
-        self.papers: dict[str, PaperItem] = {}
-        self.reasons: dict[tuple[str, str], tuple[float, list[str]]] = {}
-        self._shown: dict[tuple[str, str], PaperItem] = {}
-        self._epoch = uuid.uuid4().hex       # keys of two builders never meet in one renderer
-
-    def load(self, session: Session, paper_ids: set[str]) -> None:
-        missing = [p for p in paper_ids if p not in self.papers]
-        for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
-            for p in session.scalars(select(Paper).where(Paper.id.in_(chunk))):
-                url = p.abs_url or p.hf_url or ""
-                self.papers[p.id] = PaperItem(
-                    paper_id=p.id, title=p.title, url=url, authors=list(p.authors or [])[:AUTHORS_KEPT],
-                    abstract=p.abstract or "", primary_category=p.primary_category,
-                    published=p.published_at or p.first_seen_at, hf_upvotes=p.hf_upvotes, pdf_url=p.pdf_url,
-                    hf_url=p.hf_url, code_url=p.code_url)
-            for m in session.scalars(select(TopicMatch).where(TopicMatch.paper_id.in_(chunk))):
-                self.reasons[(m.paper_id, m.topic_id)] = (m.score, list(m.matched or []))
-
-    def build(self, recipient: Recipient, edition: date, items: list[PlannedItem], weekly: bool = False) -> DigestContent:
-        from digest.tokens import preferences_url, unsubscribe_url
-
-        sections: dict[str, Section] = {}
-        shown = self._shown
-        for it in sorted(items, key=_item_order):
-            sec = sections.get(it.section)
-            if sec is None:
-                name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
-                sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
-            if not it.shown:
-                sec.more += 1
-                continue
-            item = shown.get((it.paper_id, it.section))
-            if item is None:
-                base = self.papers.get(it.paper_id)
-                if base is None:
-                    continue
-                score, matched = self.reasons.get((it.paper_id, it.section), (0.0, []))
-                item = shown[(it.paper_id, it.section)] = PaperItem(
-                    **{**base.__dict__, "matched": matched, "score": score})
-            sec.papers.append(item)
-        key = (self._epoch, tuple([(s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
-                                   for s in sections.values()]))
-        return DigestContent(
-            recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
-            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key)
-
-
-def _item_order(it: PlannedItem):
-    return (it.section == "trending", it.position)
 
 
 def _retry_due(now: datetime):

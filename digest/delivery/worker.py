@@ -28,7 +28,7 @@ def work(settings: Settings, *, once: bool = False, stop: threading.Event | None
     """Send claimable digests until stopped (or, with `once`, until none is left). Returns totals."""
     from digest.store.db import session_factory
     from digest.delivery.backends import open_backend
-    from digest.pipeline import current_topics
+    from digest.topics.current import current_topics
     from digest.email.render import Renderer
     from digest.delivery.send import send_pending, worker_id
 

@@ -46,7 +46,6 @@ __all__ = [
     "MatchParams",
     "Matcher",
     "PaperText",
-    "make_matcher",
     "stem",
     "tokenize",
 ]
@@ -490,15 +489,3 @@ class Matcher:
     def match_many(self, papers: Iterable[Any]) -> list[list[Assignment]]:
         """``match`` for each paper (the semantic matcher batches here; same interface)."""
         return [self.match(p) for p in papers]
-
-
-def make_matcher(config: TopicConfig, kind: str = "lexical"):
-    """A matcher by name: ``lexical`` (this module), ``semantic`` (lexical + sentence
-    embeddings, see :mod:`digest.topics.semantic`) or ``semantic-only``. The semantic kinds need the
-    optional ``semantic`` packages and raise ``digest.topics.semantic.SemanticUnavailable`` (a
-    one-line message with the pip command) without them."""
-    if (kind or "lexical").strip().lower() == "lexical":
-        return Matcher(config)
-    from digest.topics.semantic import make_matcher as _make
-
-    return _make(config, kind)

@@ -167,7 +167,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         except OSError:
             stamp = None
         if topics_cache.get("stamp") != stamp or "list" not in topics_cache:
-            from digest.pipeline import current_topics
+            from digest.topics.current import current_topics
 
             config, _ = current_topics(settings)
             topics_cache["list"] = [TopicChoice(t.id, t.name, t.description) for t in config.topics]
