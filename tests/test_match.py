@@ -308,6 +308,39 @@ def test_match_pending_is_bulk_idempotent_and_rematches(settings):
     assert ("old", "seg") in stored(settings)[0]
 
 
+def test_two_runs_matching_at_once_never_collide(settings):
+    """A second run that starts matching while the first has not committed waits, then finds
+    the papers matched (no duplicate-key error on PostgreSQL, no lost match on SQLite)."""
+    import threading
+
+    from digest.store.db import session_factory
+
+    add_papers(settings)
+    cfg = config(TWO)
+    make = session_factory(settings)
+    first = make()
+    assert match_pending(first, cfg, lookback_days=7) == 3          # not committed yet
+    result: dict = {}
+
+    def second():
+        try:
+            with make() as s:
+                result["n"] = match_pending(s, cfg, lookback_days=7)
+                s.commit()
+        except Exception as exc:                                   # pragma: no cover - the bug
+            result["error"] = exc
+
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(0.5)
+    first.commit()
+    first.close()
+    t.join(60)
+    assert "error" not in result, result.get("error")
+    assert result["n"] in (0, 3)
+    assert stored(settings)[0] == [("p1", "seg"), ("p2", "comp")]
+
+
 def test_match_pending_stores_score_and_evidence(settings):
     from digest.store.db import session_scope
     from digest.store.models import TopicMatch

@@ -41,7 +41,10 @@ def match_pending(
             lookback_days = get_settings().lookback_days
         since = (now or clock.now()) - timedelta(days=2 * lookback_days)
         query = query.where(Paper.first_seen_at >= since)
-    query = query.order_by(Paper.id)
+    # Two runs may match at once (two `send-now`, a scheduler and a CLI run): on PostgreSQL the
+    # second waits on the row locks, then skips the papers the first has matched meanwhile
+    # (the WHERE is re-checked on the committed rows). SQLite has one writer anyway.
+    query = query.order_by(Paper.id).with_for_update()
     done = 0
     while True:
         papers = session.scalars(query.limit(batch_size)).all()
