@@ -306,7 +306,8 @@ def preview(
         builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
         builder.load(session, {i.paper_id for i in items})
         content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone),
-                                ed or clock.now().date(), items, weekly=sub.frequency == "weekly")
+                                ed or clock.now().date(), items, weekly=sub.frequency == "weekly",
+                                order=sub.topics)
     renderer = Renderer(s)
     rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
     out = out or (s.data_dir / "preview" / (sub.email.replace("@", "_at_").replace("/", "_") + ".html"))
