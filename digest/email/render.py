@@ -304,7 +304,7 @@ class Renderer:
                 key = ("k", *head, own)
             else:
                 key = ("c", *head, tuple([
-                    (_cut(s.name, SECTION_NAME_MAX), _anchor(s.topic_id), s.more if type(s.more) is int else 0,
+                    (_cut(s.name, SECTION_NAME_MAX), section_anchor(s.topic_id), s.more if type(s.more) is int else 0,
                      tuple([_paper_key(p) for p in s.papers or ()]))
                     for s in content.sections]))
             hash(key)
@@ -512,7 +512,7 @@ class Renderer:
             extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
             sections.append(SectionView(name=name or "Papers",
                                         all_papers=[paper(p) for p in sec.papers or ()],
-                                        extra=extra, anchor=_anchor(sec.topic_id)))
+                                        extra=extra, anchor=section_anchor(sec.topic_id)))
         sections = [s for s in sections if s.count > 0]
         total = sum(s.count for s in sections)
         weekly = bool(content.weekly)
@@ -563,7 +563,7 @@ class Renderer:
         )
 
 
-def _anchor(topic_id) -> str:
+def section_anchor(topic_id) -> str:
     """A section's fragment id: the topic id's slug characters (topic ids are slugs already)."""
     slug = "".join(ch for ch in str(topic_id or "").lower()[:64] if ch.isascii() and (ch.isalnum() or ch == "-"))
     return slug or "papers"
