@@ -213,8 +213,8 @@ def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
         if data is None:
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
         kind = "Weekly digest" if data["weekly"] else "Daily digest"
-        return html(request, "digest.html", data["last_modified"], "private, no-cache",
-                    kind=kind, date=format_date(data["edition"]), **data)
+        return html(request, "digest.html", data["last_modified"], "private, no-cache", kind=kind,
+                    date=format_date(data["edition"]), sections=data["sections"], total=data["total"])
 
     def known(topic_id: str):
         return next((t for t in topics() if t.id == topic_id), None)
