@@ -61,7 +61,7 @@ def check_html(browser, html: str, scheme: str) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=Path("bench/a11y.json"))
+    ap.add_argument("--json", type=Path, default=Path("bench/results/a11y.json"))
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 

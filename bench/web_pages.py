@@ -2,7 +2,7 @@
 < 50 ms), a topic page and its Atom feed of 200 papers, and a conditional request answered 304,
 next to the subscribe form as the baseline of a page with no papers.
 
-    python -m bench.web_pages [--papers 200] [--runs 30] [--json bench/web_pages.json]
+    python -m bench.web_pages [--papers 200] [--runs 30] [--json bench/results/web_pages.json]
 
 Server time: from the request entering the ASGI app (security middleware included) to the last
 byte of the response, in process (no network); median and 95th percentile over --runs warm
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--papers", type=int, default=200)
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--json", type=Path, default=Path("bench/web_pages.json"))
+    ap.add_argument("--json", type=Path, default=Path("bench/results/web_pages.json"))
     args = ap.parse_args(argv)
     from digest.web.app import create_app
 

@@ -8,6 +8,7 @@ actually applied, "· N new" on the section line at 320 px, and screenshots in d
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from tests.test_reader import browser, live, seed, sink  # noqa: F401 (fixtures)
 
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+_REPO = Path(__file__).resolve().parent.parent
+# Screenshots go to test-artifacts/; UPDATE_DOCS_SCREENSHOTS=1 writes the ones docs/ shows.
+DOCS = _REPO / ("docs" if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else "test-artifacts")
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
@@ -86,7 +89,7 @@ def test_section_count_stays_on_the_heading_line_at_320px(browser, emails, tmp_p
 
 
 def test_screenshots_for_the_docs(browser, emails, tmp_path):
-    """docs/email-{320,375,600}-{light,dark}.png: the daily digest as a person sees it."""
+    """email-{320,375,600}-{light,dark}.png: the daily digest as a person sees it (see DOCS)."""
     path = tmp_path / "daily.html"
     path.write_text(emails["daily"], encoding="utf-8")
     DOCS.mkdir(exist_ok=True)
@@ -128,6 +131,8 @@ def test_every_page_has_no_serious_axe_violation(live, sink, browser):
             for name, target in pages.items():
                 page.goto(target)
                 assert serious(page) == [], f"{name} ({scheme})"
+                if name in ("digest", "topic"):
+                    page.screenshot(path=str(DOCS / f"web-{name}-375-{scheme}.png"))
             # forms after a mistake: the fields carry aria-invalid and point at the error list
             page.goto(f"{url}/subscribe")
             page.get_by_label("Email address").fill("not an address")
@@ -209,3 +214,13 @@ def test_renderer_keeps_abstracts_in_the_text_part_when_the_html_budget_cuts_the
     phrase = "Across eleven benchmarks"          # past the 160 characters of the shorter abstract level
     assert small.html.count(phrase) < full.html.count(phrase) == 40
     assert small.text.count(phrase) == full.text.count(phrase) == 40
+
+
+def test_why_line_speaks_the_readers_words():
+    from digest.email.why import why_line
+
+    line = why_line(["U-Net", "~tumor segmentation", "category:eess.IV", "author:Olaf Ronneberger",
+                     "semantic:0.52 z=+3.1"])
+    assert line == ("mentions “U-Net”; words related to tumor segmentation; close in meaning to the topic; "
+                    "arXiv category Image and Video Processing (eess.IV); by Olaf Ronneberger")
+    assert "category:" not in why_line(["category:cs.XX"]) and why_line([]) == ""

@@ -112,6 +112,9 @@ def test_more_link_from_the_received_email_shows_every_paper(live, sink, browser
     report = send_now(s, ingest=False)
     assert report.send.sent == 1, report.send.errors
     (received,) = [m.parsed() for m in sink.messages]
+    head = sink.messages[0].data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert max(len(line) for line in head.split("\r\n")) <= 78, head      # List-Unsubscribe folded
+    assert "".join(str(received["List-Unsubscribe"]).split()).startswith(f"<{url}/unsubscribe/")
 
     # sections in the subscriber's order, Trending last, in the subject, the HTML and the text
     assert received["Subject"].startswith("12 new papers: Vision-language models, Medical image segmentation +1 more")
