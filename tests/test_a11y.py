@@ -143,13 +143,13 @@ def test_every_page_has_no_serious_axe_violation(live, sink, browser):
             assert page.get_attribute("#topic-medical-segmentation", "aria-invalid") == "true"
             assert serious(page) == [], f"subscribe with errors ({scheme})"
             page.goto(prefs)
+            if scheme == "light":
+                page.screenshot(path=str(DOCS / "web-preferences-375.png"), full_page=True)
             page.fill("#send_time", "25:99")
             with page.expect_navigation():
                 page.get_by_role("button", name="Save preferences").click()
             assert page.get_attribute("#send_time", "aria-invalid") == "true"
             assert serious(page) == [], f"preferences with errors ({scheme})"
-            if scheme == "light":
-                page.screenshot(path=str(DOCS / "web-preferences-375.png"), full_page=True)
         finally:
             page.close()
 
