@@ -224,3 +224,21 @@ def test_why_line_speaks_the_readers_words():
     assert line == ("mentions “U-Net”; words related to tumor segmentation; close in meaning to the topic; "
                     "arXiv category Image and Video Processing (eess.IV); by Olaf Ronneberger")
     assert "category:" not in why_line(["category:cs.XX"]) and why_line([]) == ""
+
+
+def test_view_in_browser_only_when_there_is_something_to_view(settings):
+    from tests.digest_samples import realistic
+
+    r = Renderer(settings)
+    with_page = realistic(4)
+    with_page.view_url = "https://digest.example.org/digest/tok"
+    out = r.render(with_page)
+    assert out.html.count("https://digest.example.org/digest/tok") == 2       # top, "+ 3 more" (#t-vlm)
+    assert 'href="https://digest.example.org/digest/tok#t-vlm"' in out.html
+    assert out.text.startswith("View in browser, with every paper of this digest:\nhttps://digest.example.org/digest/tok")
+    assert "https://digest.example.org/digest/tok#t-vlm" in out.text
+    empty = realistic(0)
+    empty.view_url = "https://digest.example.org/digest/tok"
+    assert "View in browser" not in r.render_nothing_new(empty).html
+    assert "View in browser" not in r.render(realistic(4)).html          # no page (previews): plain text
+    assert "+ 3 more in this topic" in r.render(realistic(4)).html
