@@ -19,7 +19,7 @@ import re
 import struct
 from digest import clock
 
-PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3}
+PURPOSES: dict[str, int] = {"unsubscribe": 1, "preferences": 2, "confirm": 3, "digest": 4}
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
 
 _VERSION = 1
@@ -123,3 +123,9 @@ def confirm_url(settings, subscriber_id: int, ttl_seconds: int = 7 * 86400) -> s
     """``{public_url}/confirm/{token}``, valid for ``ttl_seconds`` (a week by default)."""
     token = make_token(settings.secret_key, "confirm", subscriber_id, ttl_seconds)
     return f"{settings.public_url.rstrip('/')}/confirm/{token}"
+
+
+def digest_url(settings, digest_id: int) -> str:
+    """``{public_url}/digest/{token}``: the web page of one digest (the token carries the
+    ``digests`` row id, not a subscriber id; never expires)."""
+    return _link(settings, "digest", digest_id)

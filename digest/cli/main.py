@@ -139,7 +139,7 @@ def _known_topics(s) -> set[str]:
 @subs_app.command("add")
 def subs_add(
     email: str,
-    topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections."),
+    topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections (Trending comes last)."),
     name: Optional[str] = typer.Option(None, "--name"),
     tz: str = typer.Option("UTC", "--tz", help="IANA timezone, e.g. Europe/Berlin."),
     weekly: Optional[str] = typer.Option(None, "--weekly", help="Weekly on this weekday (e.g. monday) instead of daily."),
@@ -184,7 +184,7 @@ def subs_remove(email: str, delete: bool = typer.Option(False, "--delete", help=
 
 
 @subs_app.command("set-topics")
-def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids.")) -> None:
+def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections (Trending comes last).")) -> None:
     """Replace a subscriber's topics.
 
     Example: digest subscribers set-topics ada@example.org --topics pathology,cardiology
@@ -306,7 +306,8 @@ def preview(
         builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
         builder.load(session, {i.paper_id for i in items})
         content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone),
-                                ed or clock.now().date(), items, weekly=sub.frequency == "weekly")
+                                ed or clock.now().date(), items, weekly=sub.frequency == "weekly",
+                                order=sub.topics)
     renderer = Renderer(s)
     rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
     out = out or (s.data_dir / "preview" / (sub.email.replace("@", "_at_").replace("/", "_") + ".html"))

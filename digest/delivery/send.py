@@ -225,7 +225,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             # ~30-100 items per digest: fetched without SQLAlchemy's row processing (ids are ints)
             for digest_id, paper_id, section, position, shown in conn.exec_driver_sql(
                     "SELECT digest_id, paper_id, section, position, shown FROM digest_items "
-                    f"WHERE digest_id IN ({', '.join(str(int(i)) for i in ids)})"):
+                    f"WHERE digest_id IN ({', '.join(str(int(i)) for i in ids)}) "
+                    "ORDER BY digest_id, section, position"):
                 items[digest_id].append(PlannedItem(paper_id, section, position, bool(shown)))
             builder.load(session, {it.paper_id for lst in items.values() for it in lst})
             session.commit()
@@ -235,7 +236,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                 digest, sub = digests[did], subs.get(digests[did].subscriber_id)
                 if sub is not None and sub.status == "active":
                     content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), digest.edition,
-                                            items.get(did, []), weekly=sub.frequency == "weekly")
+                                            items.get(did, []), weekly=sub.frequency == "weekly",
+                                            order=sub.topics, digest_id=did)
                     jobs[did] = ahead.submit(make_message, content) if ahead else content
             for pos, did in enumerate(ids):
                 if stop is not None and stop.is_set():
@@ -291,11 +293,12 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
 class _Sub:
     """The subscriber columns the send loop needs (plain values, updated as the loop changes them)."""
 
-    __slots__ = ("id", "email", "name", "timezone", "status", "frequency", "consecutive_failures")
+    __slots__ = ("id", "email", "name", "timezone", "status", "frequency", "consecutive_failures", "topics")
 
-    def __init__(self, id, email, name, timezone, status, frequency, consecutive_failures):
+    def __init__(self, id, email, name, timezone, status, frequency, consecutive_failures, topics=None):
         self.id, self.email, self.name, self.timezone = id, email, name, timezone
         self.status, self.frequency, self.consecutive_failures = status, frequency, consecutive_failures
+        self.topics = topics if isinstance(topics, list) else []     # section order
 
 
 class _Statements:
@@ -307,7 +310,7 @@ class _Statements:
         self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition, t.c.attempts).where(t.c.id.in_(ids))
         s = Subscriber.__table__
         self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
-                                  s.c.consecutive_failures).where(s.c.id.in_(bindparam("ids", expanding=True)))
+                                  s.c.consecutive_failures, s.c.topics).where(s.c.id.in_(bindparam("ids", expanding=True)))
         self.reset_failures = update(s).where(s.c.id == bindparam("sid")).values(consecutive_failures=0)
         self.finish: dict[tuple[bool, bool], object] = {}
         for sent in (True, False):

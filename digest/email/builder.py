@@ -47,17 +47,22 @@ class ContentBuilder:
             for m in session.scalars(select(TopicMatch).where(TopicMatch.paper_id.in_(chunk))):
                 self.reasons[(m.paper_id, m.topic_id)] = (m.score, list(m.matched or []))
 
-    def build(self, recipient: Recipient, edition: date, items: list[PlannedItem], weekly: bool = False) -> DigestContent:
-        from digest.tokens import preferences_url, unsubscribe_url
+    def build(self, recipient: Recipient, edition: date, items: list[PlannedItem], weekly: bool = False, *,
+              order: list[str] | None = None, digest_id: int | None = None, all_shown: bool = False) -> DigestContent:
+        """``order``: the subscriber's topic ids; sections follow it (others after, by id), Trending
+        last. ``digest_id``: the ledger row, for the "View in browser" link. ``all_shown``: every
+        item as a shown paper (the web page of a digest shows what the email only counted)."""
+        from digest.tokens import digest_url, preferences_url, unsubscribe_url
 
         sections: dict[str, Section] = {}
         shown = self._shown
-        for it in sorted(items, key=_item_order):
+        rank = {tid: i for i, tid in enumerate(dict.fromkeys(order or ()))}
+        for it in sorted(items, key=lambda it: _item_order(it, rank)):
             sec = sections.get(it.section)
             if sec is None:
                 name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
                 sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
-            if not it.shown:
+            if not (it.shown or all_shown):
                 sec.more += 1
                 continue
             item = shown.get((it.paper_id, it.section))
@@ -74,8 +79,12 @@ class ContentBuilder:
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
             unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key)
+            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key,
+            view_url=digest_url(self.settings, digest_id) if digest_id is not None else "")
 
 
-def _item_order(it: PlannedItem):
-    return (it.section == "trending", it.position)
+def _item_order(it: PlannedItem, rank: dict[str, int]):
+    """Trending last; the subscriber's topics in their order; topics they no longer follow after
+    those (by id, so the order never depends on how the database returned the rows)."""
+    trending = it.section == "trending"
+    return (trending, rank.get(it.section, len(rank)), "" if trending else it.section, it.position, it.paper_id)

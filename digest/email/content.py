@@ -50,6 +50,7 @@ class DigestContent:
     weekly: bool = False
     unsubscribe_url: str = ""
     preferences_url: str = ""
+    view_url: str = ""            # the digest's web page ("View in browser"); "" = no page
     # Set by whoever built the sections when it can name them cheaply (send.ContentBuilder):
     # digests with equal non-None keys (and edition, frequency) have equal sections.
     cache_key: tuple | None = field(default=None, compare=False, repr=False)

@@ -361,6 +361,26 @@ def _normalised(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def _fold_url(name: str, url: str, tail: str = "") -> str:
+    """``Name: <url>`` + tail + CRLF, folded so no line passes 78 characters: the URL is broken
+    after a '/' (or anywhere, for a long run without one). RFC 2369 has readers ignore
+    whitespace inside the angle brackets, so unfolding gives the URL back."""
+    lines: list[str] = []
+    line = f"{name}: <"
+    rest = url + ">" + tail
+    while len(line) + len(rest) > MAX_LINE:
+        room = MAX_LINE - len(line)
+        cut = rest.rfind("/", 0, room) + 1
+        if cut <= 0 or (len(line) <= 1 and cut < room // 2):
+            cut = max(1, room)
+        if cut > room or cut <= 0:
+            break
+        lines.append(line + rest[:cut])
+        line, rest = " ", rest[cut:]
+    lines.append(line + rest)
+    return "\r\n".join(lines) + "\r\n"
+
+
 def _part_qp(rendered, which: str) -> bytes:
     # HTML: long lines (one per paper) recur across digests, worth remembering; the text part's
     # lines are short and cheap to encode
@@ -396,10 +416,9 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
     unsubscribe = content.unsubscribe_url
     if not (_usable_url(unsubscribe) and _one_line(unsubscribe, 2000) == unsubscribe):
         unsubscribe = tokens.unsubscribe_url(settings, sid)
+    list_unsubscribe = _fold_url("List-Unsubscribe", unsubscribe, "," if fixed.mailto else "")
     if fixed.mailto:
-        list_unsubscribe = f"List-Unsubscribe: <{unsubscribe}>,\r\n {fixed.mailto}\r\n"
-    else:
-        list_unsubscribe = f"List-Unsubscribe: <{unsubscribe}>\r\n"
+        list_unsubscribe += f" {fixed.mailto}\r\n"
     boundary = f"=_digest_{secrets.token_hex(12)}"
 
     head = "".join((

@@ -32,6 +32,7 @@ from markupsafe import Markup, escape
 
 from digest import tokens
 from digest.email.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
+from digest.email.why import why_line
 from digest.email.content import DigestContent, PaperItem
 from digest.email.rendered import Rendered, Slotted
 
@@ -95,6 +96,7 @@ class SectionView:
     name: str
     all_papers: list[_Paper]
     extra: int                 # Section.more
+    anchor: str = "papers"     # the section's id on the digest's web page (#t-{anchor})
     papers: list[_Paper] = field(default_factory=list)
     more: int = 0
     papers_html: Markup = Markup("")                       # the shown papers, rendered
@@ -103,6 +105,16 @@ class SectionView:
     @property
     def count(self) -> int:
         return len(self.all_papers) + self.extra
+
+    @property
+    def name_head(self) -> str:
+        """The name up to its last word (which stays on one line with "· N new")."""
+        head, _, _ = self.name.rpartition(" ")
+        return head + " " if head else ""
+
+    @property
+    def name_last(self) -> str:
+        return self.name.rpartition(" ")[2]
 
 
 @dataclass(slots=True)
@@ -121,6 +133,8 @@ class DigestView:
     preferences_url: str
     nothing_new: bool
     all_sections: list[SectionView]
+    view_url: str = ""
+    has_view: bool = False
     sections: list[SectionView] = field(default_factory=list)
     hidden_sections: int = 0
     hidden_papers: int = 0
@@ -204,7 +218,7 @@ def _view_from_key(key: tuple) -> PaperView:
         pdf_url=safe_url(pdf_url),
         hf_url=safe_url(hf_url),
         code_url=safe_url(code_url),
-        why=", ".join(f"“{ph}”" for ph in phrases),
+        why=why_line(phrases),
         abstract_src=clean_text(abstract, ABSTRACT_LEVELS[0] + 1),
     )
 
@@ -249,7 +263,7 @@ class Renderer:
         self._layouts: dict[str, list[str]] = {}
         # recipient slots: plain words that pass autoescaping, MJML and URL fields unchanged
         self._slot_prefix = f"pdslot{secrets.token_hex(8)}n"
-        self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(3))
+        self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(4))
         self._contents: dict[tuple, _Shared | None] = {}
         self._contents_weight = 0
 
@@ -270,25 +284,27 @@ class Renderer:
         return self.html_template.render(v=view)
 
     # -- per-content cache -----------------------------------------------------------------------
-    def _recipient(self, content: DigestContent) -> tuple[str, str, str]:
-        """The recipient-specific values, in slot order: address, unsubscribe and preferences URLs."""
+    def _recipient(self, content: DigestContent) -> tuple[str, str, str, str]:
+        """The recipient-specific values, in slot order: address, unsubscribe and preferences
+        URLs, the digest's web page ("" when it has none)."""
         sid = content.recipient.subscriber_id
         return (clean_text(content.recipient.email, 254),
                 safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(self.settings, sid),
-                safe_url(content.preferences_url) or tokens.preferences_url(self.settings, sid))
+                safe_url(content.preferences_url) or tokens.preferences_url(self.settings, sid),
+                safe_url(getattr(content, "view_url", "")) or "")
 
     def _content_key(self, content: DigestContent, nothing_new: bool):
         """Everything but the recipient that shows in the digest, or None (not cacheable).
         ``content.cache_key``, when set, stands for the sections (see ContentBuilder)."""
         own = getattr(content, "cache_key", None)
         edition = content.edition if isinstance(content.edition, date) else None
-        head = (nothing_new, edition, bool(content.weekly))
+        head = (nothing_new, edition, bool(content.weekly), bool(safe_url(getattr(content, "view_url", ""))))
         try:
             if own is not None:
                 key = ("k", *head, own)
             else:
                 key = ("c", *head, tuple([
-                    (_cut(s.name, SECTION_NAME_MAX), s.more if type(s.more) is int else 0,
+                    (_cut(s.name, SECTION_NAME_MAX), section_anchor(s.topic_id), s.more if type(s.more) is int else 0,
                      tuple([_paper_key(p) for p in s.papers or ()]))
                     for s in content.sections]))
             hash(key)
@@ -467,7 +483,7 @@ class Renderer:
         return self._finish(view, html, level)
 
     def _finish(self, view: DigestView, html: str, level: int) -> Rendered:
-        self._fill(view, level, text=True)
+        self._fill(view, 0, text=True)    # the text part keeps the abstracts the HTML budget cut
         text = self.text_template.render(v=view)
         return Rendered(subject=view.subject, html=html, text=text, preheader=view.preheader)
 
@@ -483,7 +499,7 @@ class Renderer:
         view.hidden_papers = sum(s.count for s in hidden)
 
     # -- the digest view -----------------------------------------------------------------------------
-    def _view(self, content: DigestContent, *, nothing_new: bool, recipient: tuple[str, str, str]) -> DigestView:
+    def _view(self, content: DigestContent, *, nothing_new: bool, recipient: tuple[str, ...]) -> DigestView:
         sections: list[SectionView] = []
         named: list[str] = []
         paper = self._shared_paper if self.cache and getattr(content, "cache_key", None) is not None else self._paper
@@ -496,7 +512,7 @@ class Renderer:
             extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
             sections.append(SectionView(name=name or "Papers",
                                         all_papers=[paper(p) for p in sec.papers or ()],
-                                        extra=extra))
+                                        extra=extra, anchor=section_anchor(sec.topic_id)))
         sections = [s for s in sections if s.count > 0]
         total = sum(s.count for s in sections)
         weekly = bool(content.weekly)
@@ -526,7 +542,7 @@ class Renderer:
         if len(named) > 4:
             topic_names += f" and {len(named) - 4} more topics"
 
-        address, unsub, prefs = recipient
+        address, unsub, prefs, view = recipient
         return DigestView(
             title=f"{self.sender} — {edition}",
             subject=subject,
@@ -542,7 +558,15 @@ class Renderer:
             preferences_url=prefs,
             nothing_new=nothing_new,
             all_sections=sections,
+            view_url=view,
+            has_view=bool(safe_url(getattr(content, "view_url", ""))),
         )
+
+
+def section_anchor(topic_id) -> str:
+    """A section's fragment id: the topic id's slug characters (topic ids are slugs already)."""
+    slug = "".join(ch for ch in str(topic_id or "").lower()[:64] if ch.isascii() and (ch.isalnum() or ch == "-"))
+    return slug or "papers"
 
 
 def _lift_mj_text(source: str, token: str) -> tuple[str, list[str]]:

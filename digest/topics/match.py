@@ -418,7 +418,8 @@ class Matcher:
                 w = self._weight(phrase, hits, kind)
                 if w > 0:
                     ev.total += w
-                    ev.why.append((w, phrase.text))
+                    # "~": only found loosely (words apart); the email does not quote it as written
+                    ev.why.append((w, phrase.text if hits.title or hits.abstract else "~" + phrase.text))
         categories = list(dict.fromkeys(str(c) for c in (getattr(paper, "categories", None) or [])))
         for i, cat in enumerate(categories):
             for ti in self._categories.get(cat.lower(), ()):

@@ -50,7 +50,8 @@ from digest.store.db import session_scope
 from digest.email.message import recipient_address
 from digest.store.models import Subscriber
 from digest.store.settings import Settings
-from digest.subscribers import SubscriberError, check_timezone, get_by_email, normalise_email
+from digest.subscribers import WEEKDAYS, SubscriberError, check_timezone, get_by_email, normalise_email
+from digest.web import prefs as prefs_form
 
 log = logging.getLogger("digest.web")
 
@@ -226,15 +227,16 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         ids = {t.id for t in known}
         chosen = list(dict.fromkeys(str(v) for v in form.getlist("topics")))
         if not chosen:
-            errors.append("Choose at least one topic.")
+            errors.append(prefs_form.FieldError("Choose at least one topic.", "topics"))
         elif any(t not in ids for t in chosen):
-            errors.append("Choose topics from the list.")
+            errors.append(prefs_form.FieldError("Choose topics from the list.", "topics"))
             chosen = [t for t in chosen if t in ids]
         tz = str(form.get("timezone") or "UTC")
         try:
             tz = check_timezone(tz)
         except SubscriberError:
-            errors.append("Choose a time zone from the list (an IANA name such as Europe/Berlin).")
+            errors.append(prefs_form.FieldError("Choose a time zone from the list (an IANA name such as Europe/Berlin).",
+                                           "timezone"))
             tz = "UTC"
         return {"topics": chosen, "timezone": tz}, errors
 
@@ -307,7 +309,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         try:
             email = normalise_email(raw_email)
         except SubscriberError:
-            errors.insert(0, "Enter a valid email address, like ada@example.org.")
+            errors.insert(0, prefs_form.FieldError("Enter a valid email address, like ada@example.org.", "email"))
             email = None
         if errors:
             return page(request, "subscribe.html", 400, **ctx, values=values, errors=errors, prefill_tz=False)
@@ -345,9 +347,11 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             return token_failed(request, exc.reason)
         if not form_ok:
             return csrf_failed(request)
-        status, email, prefs = result
+        status, email, prefs, topic_ids = result
         if status == "pending":
-            return page(request, "confirm.html", token_page=True, email=email, token=token)
+            names = {t.id: t.name for t in await run_in_threadpool(topics)}
+            return page(request, "confirm.html", token_page=True, email=email, token=token,
+                        topic_names=[names.get(t, t) for t in topic_ids])
         if status == "active":
             return page(request, "done.html", token_page=True, title="You are subscribed",
                         text=f"The next digest goes to {email}.", preferences_url=prefs)
@@ -361,7 +365,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             if act and sub.status == "pending":
                 sub.status, sub.consecutive_failures = "active", 0
                 sub.updated_at = clock.now()
-            return sub.status, sub.email, _prefs_path(sub.id)
+            return sub.status, sub.email, _prefs_path(sub.id), list(sub.topics or [])
 
     def _prefs_path(sid: int) -> str:
         return "/preferences/" + tokens.make_token(settings.secret_key, "preferences", sid)
@@ -378,39 +382,37 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             form, ok = await form_with_csrf(request)
             if not ok:
                 return csrf_failed(request)
-            values, errors = clean_form(form, known)
-            delivery = str(form.get("delivery") or "active")
-            if delivery not in ("active", "paused", "unsubscribed"):
-                errors.append("Choose whether to receive, pause or stop the digest.")
+            values, errors = prefs_form.read_form(form, known, state["topics"])
             if errors:
                 state.update(values)
-                return page(request, "preferences.html", 400, token_page=True, topics=known,
-                            timezones=timezone_names(), state=state, errors=errors, saved=False, token=token)
+                return prefs_page(request, 400, known, state, errors, False, token)
             try:
-                state = await run_in_threadpool(_prefs_save, token, values["topics"], values["timezone"], delivery)
+                state = await run_in_threadpool(_prefs_save, token, values)
             except tokens.TokenError as exc:
                 return token_failed(request, exc.reason)
             saved = True
-        return page(request, "preferences.html", token_page=True, topics=known, timezones=timezone_names(),
-                    state=state, errors=errors, saved=saved, token=token)
+        return prefs_page(request, 200, known, state, errors, saved, token)
+
+    def prefs_page(request, status, known, state, errors, saved, token) -> HTMLResponse:
+        rank = {t: i for i, t in enumerate(state["topics"])}
+        ordered = sorted(known, key=lambda t: (rank.get(t.id, len(rank)), [k.id for k in known].index(t.id)))
+        names = {t.id: t.name for t in known}
+        upcoming = prefs_form.next_delivery(state, names, clock.now())
+        return page(request, "preferences.html", status, token_page=True, topics=ordered, timezones=timezone_names(),
+                    state=state, errors=errors, saved=saved, token=token, next_delivery=upcoming,
+                    weekdays=[d.capitalize() for d in WEEKDAYS], order={t: i + 1 for t, i in rank.items()})
 
     def _state(sub: Subscriber) -> dict:
-        return {"email": sub.email, "topics": list(sub.topics or []), "timezone": sub.timezone, "status": sub.status,
-                "delivery": sub.status if sub.status in ("active", "paused", "unsubscribed") else "active"}
+        return prefs_form.state(sub, settings.send_time)
 
     def _prefs_load(token: str) -> dict:
         with session_scope(settings) as session:
             return _state(load(session, token, "preferences"))
 
-    def _prefs_save(token: str, topic_ids: list[str], tz: str, delivery: str) -> dict:
+    def _prefs_save(token: str, values: dict) -> dict:
         with session_scope(settings) as session:
             sub = load(session, token, "preferences")
-            sub.topics, sub.timezone = topic_ids, tz
-            if delivery != sub.status:
-                sub.status = delivery
-                if delivery == "active":
-                    sub.consecutive_failures = 0
-            sub.updated_at = clock.now()
+            prefs_form.apply(sub, values, clock.now())
             return _state(sub)
 
     async def unsubscribe(request: Request) -> Response:
@@ -462,6 +464,9 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
     ]
+    from digest.web.pages import page_routes
+
+    routes += page_routes(settings, topics)     # reading pages: a digest, a topic, its feed
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.add_middleware(SecurityHeaders)
     app.state.settings = settings

@@ -1,0 +1,301 @@
+"""Reading pages of `digest web`: every paper of one digest, and what a topic caught.
+
+    GET /digest/{token}        one digest, every section in full (also the papers the email
+                               only counted in "+ N more"), from its ledger rows: what it
+                               carried, never re-planned. The token (purpose "digest") names
+                               the digests row; the page shows no subscriber data.
+    GET /topics/{id}           public: a topic's papers of the last TOPIC_DAYS days, by day
+    GET /topics/{id}.atom      the same as an Atom feed (digest/web/feeds.py)
+
+Responses carry an ETag (hash of the body) and Last-Modified (newest paper or digest change)
+and answer a matching If-None-Match / If-Modified-Since with 304. Token pages are
+`private, no-cache` (revalidated, never shared); topic pages are public for a few minutes.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parseaddr
+from typing import Callable
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest import clock, tokens
+from digest.email.display import clean_text, format_date, safe_url
+from digest.email.render import section_anchor as anchor
+from digest.email.why import why_line
+from digest.store.db import session_scope
+from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from digest.store.settings import Settings
+
+TOPIC_DAYS = 14            # how far back a topic page and feed look
+TOPIC_MAX = 200            # papers on a topic page / entries in its feed
+ABSTRACT_MAX = 6000        # characters of abstract on a page (the email trims to 360)
+AUTHORS_SHOWN = 12
+
+
+@dataclass
+class PaperRow:
+    """One paper as the pages show it: cleaned text, checked links."""
+    paper_id: str
+    title: str
+    url: str | None
+    authors: str
+    category: str
+    date: str
+    upvotes: int | None
+    abstract: str
+    why: str
+    pdf_url: str | None
+    hf_url: str | None
+    code_url: str | None
+    author_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PageSection:
+    anchor: str
+    name: str
+    papers: list[PaperRow] = field(default_factory=list)
+    shown_in_email: int = 0
+
+
+def paper_row(item, matched: list[str] | None = None) -> PaperRow:
+    authors = [a for a in (clean_text(a, 80) for a in (item.authors or [])[:AUTHORS_SHOWN]) if a]
+    text = ", ".join(authors)
+    if len(item.authors or []) > AUTHORS_SHOWN:
+        text += " et al."
+    up = item.hf_upvotes
+    return PaperRow(
+        paper_id=item.paper_id, title=clean_text(item.title, 300) or "(untitled)", url=safe_url(item.url),
+        authors=text, category=clean_text(item.primary_category, 32), date=format_date(item.published),
+        upvotes=up if type(up) is int and up >= 0 else None, abstract=clean_text(item.abstract, ABSTRACT_MAX),
+        why=why_line([clean_text(m, 60) for m in (matched if matched is not None else item.matched)[:5]]),
+        pdf_url=safe_url(item.pdf_url), hf_url=safe_url(item.hf_url), code_url=safe_url(item.code_url),
+        author_names=authors)
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> dict | None:
+    """What the page of digest ``digest_id`` shows, or None when there is no such digest: its
+    ledger rows with their papers and match reasons (one query, no ORM objects: a page holds
+    hundreds of papers), in the email's order: the reader's topics, Trending last."""
+    with session_scope(settings) as session:
+        row = session.execute(select(Digest.id, Digest.subscriber_id, Digest.edition)
+                              .where(Digest.id == digest_id)).first()
+        if row is None:
+            return None
+        sub = session.execute(select(Subscriber.topics, Subscriber.frequency)
+                              .where(Subscriber.id == row.subscriber_id)).first()
+        rows = session.execute(
+            select(DigestItem.section, DigestItem.position, DigestItem.shown, Paper.id, Paper.title, Paper.abs_url,
+                   Paper.hf_url, Paper.authors, Paper.abstract, Paper.primary_category, Paper.published_at,
+                   Paper.first_seen_at, Paper.hf_upvotes, Paper.pdf_url, Paper.code_url, TopicMatch.matched)
+            .join(Paper, Paper.id == DigestItem.paper_id)
+            .join(TopicMatch, (TopicMatch.paper_id == DigestItem.paper_id) & (TopicMatch.topic_id == DigestItem.section),
+                  isouter=True)
+            .where(DigestItem.digest_id == digest_id)).all()
+    order = list(sub.topics or []) if sub is not None and isinstance(sub.topics, list) else []
+    rank = {t: i for i, t in enumerate(dict.fromkeys(order))}
+    rows.sort(key=lambda r: (r.section == "trending", rank.get(r.section, len(rank)),
+                             "" if r.section == "trending" else r.section, r.position, r.id))
+    sections: dict[str, PageSection] = {}
+    for r in rows:
+        sec = sections.get(r.section)
+        if sec is None:
+            name = names.get(r.section) or ("Trending on Hugging Face" if r.section == "trending" else r.section)
+            sec = sections[r.section] = PageSection(anchor(r.section), clean_text(name, 80) or "Papers")
+        sec.shown_in_email += bool(r.shown)
+        item = _Item(r.id, r.title, r.abs_url or r.hf_url, r.authors, r.abstract, r.primary_category,
+                     r.published_at or r.first_seen_at, r.hf_upvotes, r.pdf_url, r.hf_url, r.code_url)
+        sec.papers.append(paper_row(item, list(r.matched or []) if isinstance(r.matched, list) else []))
+    weekly = sub is not None and sub.frequency == "weekly"
+    return {"sections": list(sections.values()), "edition": row.edition, "weekly": weekly,
+            "total": sum(len(s.papers) for s in sections.values())}
+
+
+@dataclass
+class _Item:
+    """The fields of a paper paper_row reads (as digest.email.content.PaperItem names them)."""
+    paper_id: str
+    title: str
+    url: str | None
+    authors: list | None
+    abstract: str | None
+    primary_category: str | None
+    published: datetime | None
+    hf_upvotes: int | None
+    pdf_url: str | None
+    hf_url: str | None
+    code_url: str | None
+    matched: list = field(default_factory=list)
+
+
+_BOOT = secrets.token_hex(6)     # a new process may serve new templates: its ETags differ
+
+
+def digest_stamp(settings: Settings, digest_id: int, names: dict[str, str]) -> tuple[str, datetime | None] | None:
+    """The page's ETag and Last-Modified from what it is made of (the digest row, its papers'
+    last change, the reader's topic order, the topic names), without building it; None when
+    there is no such digest. Lets a revalidation be answered 304 for the price of two queries."""
+    with session_scope(settings) as session:
+        row = session.execute(select(Digest.planned_at, Digest.sent_at, Subscriber.topics, Subscriber.frequency)
+                              .join(Subscriber, Subscriber.id == Digest.subscriber_id, isouter=True)
+                              .where(Digest.id == digest_id)).first()
+        if row is None:
+            return None
+        changed = session.scalar(select(Paper.updated_at).join(DigestItem, DigestItem.paper_id == Paper.id)
+                                 .where(DigestItem.digest_id == digest_id)
+                                 .order_by(Paper.updated_at.desc()).limit(1))
+    stamps = [t for t in (_aware(row.planned_at), _aware(row.sent_at), _aware(changed)) if t is not None]
+    seed = repr((_BOOT, digest_id, stamps, row.topics, row.frequency, sorted(names.items())))
+    return '"' + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32] + '"', max(stamps) if stamps else None
+
+
+def topic_papers(settings: Settings, topic_id: str, *, days: int = TOPIC_DAYS,
+                 limit: int = TOPIC_MAX) -> tuple[list[tuple[datetime, datetime, PaperRow]], datetime | None]:
+    """The topic's announced papers first seen in the last ``days`` days, newest first:
+    (first seen, last updated, row) each, and the newest change."""
+    since = clock.now() - timedelta(days=days)
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Paper.id, Paper.title, Paper.abs_url, Paper.hf_url, Paper.authors, Paper.abstract,
+                   Paper.primary_category, Paper.published_at, Paper.first_seen_at, Paper.updated_at,
+                   Paper.hf_upvotes, Paper.pdf_url, Paper.code_url, TopicMatch.matched)
+            .join(TopicMatch, TopicMatch.paper_id == Paper.id)
+            .where(TopicMatch.topic_id == topic_id, Paper.is_new.is_(True), Paper.first_seen_at > since)
+            .order_by(Paper.first_seen_at.desc(), Paper.id).limit(limit)).all()
+    out = []
+    for p in rows:
+        item = _Item(p.id, p.title, p.abs_url or p.hf_url, p.authors, p.abstract, p.primary_category,
+                     p.published_at or p.first_seen_at, p.hf_upvotes, p.pdf_url, p.hf_url, p.code_url)
+        matched = list(p.matched) if isinstance(p.matched, list) else []
+        out.append((_aware(p.first_seen_at), _aware(p.updated_at) or _aware(p.first_seen_at), paper_row(item, matched)))
+    newest = max((u for _, u, _ in out), default=None)
+    return out, newest
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+def validators(etag: str, last_modified: datetime | None, cache_control: str) -> dict:
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
+    if last_modified is not None:
+        last_modified = last_modified.replace(microsecond=0)
+        headers["Last-Modified"] = format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
+    return headers
+
+
+def not_modified(request: Request, etag: str, last_modified: datetime | None) -> bool:
+    """True when the client's copy (If-None-Match, else If-Modified-Since) is current."""
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        tags = [t.strip().removeprefix("W/") for t in match.split(",")]
+        return etag in tags or "*" in tags
+    if last_modified is not None and request.headers.get("if-modified-since"):
+        try:
+            since = parsedate_to_datetime(request.headers["if-modified-since"])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return since is not None and since.tzinfo is not None and last_modified.replace(microsecond=0) <= since
+    return False
+
+
+def cached(request: Request, body: bytes, media_type: str, last_modified: datetime | None,
+           cache_control: str, status: int = 200, etag: str | None = None) -> Response:
+    """``body`` with validators (ETag: ``etag``, or a hash of the body), or 304 when the
+    client's copy is current."""
+    etag = etag or '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = validators(etag, last_modified, cache_control)
+    if status == 200 and not_modified(request, etag, last_modified):
+        return Response(status_code=304, headers=headers)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
+    """The routes of the reading pages; ``topics()`` gives the current topics (id, name, description)."""
+    from digest.web.feeds import topic_feed
+
+    env = Environment(loader=FileSystemLoader(str(settings.templates_dir / "web")),
+                      autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
+    site_name = parseaddr(settings.from_addr)[0] or "Paper Digest"
+
+    def names() -> dict[str, str]:
+        found = {t.id: t.name for t in topics()}
+        found["trending"] = "Trending on Hugging Face"
+        return found
+
+    def html(request: Request, template: str, last_modified, cache_control: str, status: int = 200,
+             etag: str | None = None, **ctx):
+        body = env.get_template(template).render(site_name=site_name, **ctx).encode("utf-8")
+        return cached(request, body, "text/html; charset=utf-8", last_modified, cache_control, status, etag)
+
+    def not_found(request: Request, title: str, text: str, status: int = 404) -> Response:
+        return html(request, "message.html", None, "no-store", status, title=title, text=text, show_subscribe=True)
+
+    async def digest_view(request: Request) -> Response:
+        try:
+            digest_id = tokens.verify_token(settings.secret_key, request.path_params["token"], "digest")
+        except tokens.TokenError:
+            return not_found(request, "This link is not valid",
+                             "Use the View in browser link of the email as it is.", 400)
+        topic_names = await run_in_threadpool(names)
+        stamp = await run_in_threadpool(digest_stamp, settings, digest_id, topic_names)
+        if stamp is None:
+            return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
+        etag, last_modified = stamp
+        if not_modified(request, etag, last_modified):
+            return Response(status_code=304, headers=validators(etag, last_modified, "private, no-cache"))
+        data = await run_in_threadpool(digest_page, settings, digest_id, topic_names)
+        if data is None:
+            return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
+        kind = "Weekly digest" if data["weekly"] else "Daily digest"
+        return html(request, "digest.html", last_modified, "private, no-cache", etag=etag, kind=kind,
+                    date=format_date(data["edition"]), sections=data["sections"], total=data["total"])
+
+    def known(topic_id: str):
+        return next((t for t in topics() if t.id == topic_id), None)
+
+    async def topic_view(request: Request) -> Response:
+        topic = await run_in_threadpool(known, request.path_params["topic_id"])
+        if topic is None:
+            return not_found(request, "No such topic", "There is no topic with this name.")
+        rows, newest = await run_in_threadpool(topic_papers, settings, topic.id)
+        days: list[tuple[str, list[PaperRow]]] = []
+        for seen, _, row in rows:
+            label = format_date(seen.date() if seen else None)
+            if not days or days[-1][0] != label:
+                days.append((label, []))
+            days[-1][1].append(row)
+        return html(request, "topic.html", newest, "public, max-age=300", topic=topic, days=days,
+                    count=len(rows), window=TOPIC_DAYS, feed_url=f"/topics/{topic.id}.atom")
+
+    async def topic_atom(request: Request) -> Response:
+        topic = await run_in_threadpool(known, request.path_params["topic_id"])
+        if topic is None:
+            return not_found(request, "No such topic", "There is no topic with this name.")
+        rows, newest = await run_in_threadpool(topic_papers, settings, topic.id)
+        body = topic_feed(settings, topic, rows, newest, site_name)
+        return cached(request, body, "application/atom+xml; charset=utf-8", newest, "public, max-age=300")
+
+    return [
+        Route("/digest/{token}", digest_view, methods=["GET"]),
+        Route("/topics/{topic_id}.atom", topic_atom, methods=["GET"]),
+        Route("/topics/{topic_id}", topic_view, methods=["GET"]),
+    ]
