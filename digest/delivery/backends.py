@@ -28,6 +28,7 @@ import re
 import smtplib
 import socket
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -208,7 +209,12 @@ def safe_file_stem(address: str) -> str:
 
 
 class FileBackend(Backend):
-    """Writes ``<dir>/<edition>/<recipient>.eml`` (wire format) and a ``.html`` preview."""
+    """Writes ``<dir>/<edition>/<recipient>.eml`` (wire format) and a ``.html`` preview.
+
+    A file is never overwritten: a second message to one recipient in one folder (two
+    confirmation mails, a digest sent again) is written as ``<recipient>-2.eml`` and so on.
+    Each write goes through a temporary file of its own (unique per call, so concurrent
+    web requests for one address never share one), removed when the write fails."""
 
     name = "file"
 
@@ -225,21 +231,69 @@ class FileBackend(Backend):
             folder = self.directory / edition
             folder.mkdir(parents=True, exist_ok=True)
             stem = safe_file_stem(out.recipient or "recipient")
-            eml = folder / f"{stem}.eml"
-            _write_atomic(eml, out.raw)
             html = out.html
+            eml = _write_new(folder, stem, ".eml", out.raw)
             if html is not None:
-                _write_atomic(folder / f"{stem}.html", html.encode("utf-8"))
+                preview = eml.with_suffix(".html")
+                try:
+                    try:
+                        _write_new(folder, preview.stem, ".html", html.encode("utf-8"), exact=True)
+                    except FileExistsError:   # a left-over preview of the same name: replace it
+                        _write_atomic(preview, html.encode("utf-8"))
+                except OSError:
+                    _unlink_quietly(eml)      # all or nothing: the message is retried later
+                    raise
             return self._count(SendResult(ok=True, path=str(eml)))
         except OSError as exc:
             return self._count(SendResult(ok=False, permanent=False, error=f"write failed: {exc}"))
 
 
+def _temp_file(folder: Path, data: bytes) -> Path:
+    """``data`` in a new hidden temporary file of ``folder``; nothing is left behind on failure."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        _unlink_quietly(name)
+        raise
+    return Path(name)
+
+
+def _write_new(folder: Path, stem: str, suffix: str, data: bytes, *, exact: bool = False) -> Path:
+    """Write ``data`` to ``folder/stem<suffix>``, or ``stem-2<suffix>``, ``-3``... whichever is
+    free first; the name appears complete or not at all (a hard link never replaces a file).
+    ``exact``: only ``stem<suffix>`` (FileExistsError when taken)."""
+    tmp = _temp_file(folder, data)
+    try:
+        n = 1
+        while True:
+            path = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                if exact:
+                    raise
+                n += 1
+    finally:
+        _unlink_quietly(tmp)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    tmp = _temp_file(path.parent, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------------------------
