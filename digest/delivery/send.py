@@ -298,7 +298,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     unconfirmed += 1
                     if unconfirmed > allowed:
                         _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
-                                message_id=msg.message_id, subject=msg.subject, error=result.error)
+                                message_id=msg.message_id, subject=msg.subject,
+                                error=f"not sent again after {unconfirmed} unanswered sends: {result.error}")
                         report.unconfirmed += 1
                         report.errors.append(f"{sub.email}: unconfirmed, not sent again: {result.error}")
                         continue
