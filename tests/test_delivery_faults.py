@@ -24,7 +24,7 @@ from digest.store.db import session_factory
 from digest.store.models import Digest
 from digest.store.settings import Settings, reset_settings_cache
 from digest.topics.current import current_topics
-from tests.factories import add_paper, add_subscriber
+from tests.factories import add_paper, add_subscriber, wait_for
 from tests.smtp_server import smtp_sink
 
 N = 400
@@ -154,3 +154,65 @@ def test_unconfirmed_shows_in_status_and_history(settings, monkeypatch, sink):
                           capture_output=True, text=True, timeout=120, env=wide()).stdout
     assert "unconfirmed" in hist.splitlines()[1] and "2 unconfirmed sends" in hist.splitlines()[1]
     assert len(sink.messages) == 3            # reader0 twice, reader1 once
+
+
+def test_message_slower_than_the_lease_is_sent_once(settings, monkeypatch, sink):
+    """Lease 5 s, the relay answers the data after 8 s, two workers: the lease is renewed while
+    the message is in flight, so the second worker never takes the digest."""
+    s = _setup(settings, monkeypatch, sink, 2, DIGEST_SEND_LEASE_SECONDS="5")
+    sink.reply_delay = 8.0
+    config, _ = current_topics(s)
+    names = {t.id: t.name for t in config.topics}
+    first_done = threading.Event()
+    reports = []
+
+    def first():
+        with open_backend(s) as backend:
+            reports.append(send_pending(s, session_factory(s), backend, Renderer(s), names, worker=worker_id()))
+        first_done.set()
+
+    def second():       # polls like an idle `digest worker` until the first one is done
+        with open_backend(s) as backend:
+            renderer = Renderer(s)
+            while not first_done.wait(0.5):
+                reports.append(send_pending(s, session_factory(s), backend, renderer, names, worker=worker_id()))
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert wait_for(lambda: len(sink.messages) >= 1, timeout=30)   # the first message is in flight
+    b = threading.Thread(target=second)
+    b.start()
+    a.join()
+    b.join()
+    copies = Counter(r for m in sink.messages for r in m.rcpt_tos)
+    assert copies == Counter({"reader0@example.org": 1, "reader1@example.org": 1})
+    assert _statuses(s) == Counter({"sent": 2})
+    assert sum(r.sent for r in reports) == 2
+
+
+def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_digest(settings, monkeypatch, sink):
+    from digest.pipeline import send_now
+    from digest.store.models import DigestItem
+
+    s = _setup(settings, monkeypatch, sink, 2, DIGEST_SMTP_RETRIES="0")
+    sink.refuse_rcpt("reader0@example.org", "451 4.7.1 greylisted, try again later")
+    first_edition = app_clock.now().date()
+    for _ in range(8):                    # `digest send-now` from cron, later and later
+        send_now(s, ingest=False, edition=first_edition)
+        monkeypatch.setenv("DIGEST_NOW", (app_clock.now() + timedelta(hours=1)).isoformat())
+    with session_factory(s)() as session:
+        stuck = session.scalars(select(Digest).where(Digest.subscriber_id == 1)).one()
+        assert (stuck.status, stuck.attempts) == ("exhausted", 5)
+        old_papers = set(session.scalars(select(DigestItem.paper_id).where(DigestItem.digest_id == stuck.id)))
+    assert sink.rcpt_attempts["reader0@example.org"] == 5
+    hist = subprocess.run([sys.executable, "-m", "digest.cli", "history", "--subscriber", "reader0@example.org"],
+                          capture_output=True, text=True, timeout=120, env=wide()).stdout
+    assert "exhausted" in hist and "gave up after 5 attempts: 451 4.7.1 greylisted" in hist
+    # the mail server is fine again; the next edition carries the papers that never arrived
+    sink._rcpt_refuse.clear()
+    report = send_now(s, ingest=False, edition=first_edition + timedelta(days=1))
+    assert report.plan.planned == 1 and report.send.sent == 1      # reader0 only: reader1 had them
+    with session_factory(s)() as session:
+        new = session.scalars(select(Digest).where(Digest.subscriber_id == 1, Digest.status == "sent")).one()
+        assert set(session.scalars(select(DigestItem.paper_id).where(DigestItem.digest_id == new.id))) == old_papers
+    assert [m.rcpt_tos for m in sink.messages][-1] == ["reader0@example.org"]
