@@ -216,3 +216,26 @@ def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_dig
         new = session.scalars(select(Digest).where(Digest.subscriber_id == 1, Digest.status == "sent")).one()
         assert set(session.scalars(select(DigestItem.paper_id).where(DigestItem.digest_id == new.id))) == old_papers
     assert [m.rcpt_tos for m in sink.messages][-1] == ["reader0@example.org"]
+
+
+def test_sender_killed_with_the_message_in_flight_twice_then_not_sent_again(settings, monkeypatch, sink):
+    """kill -9 of `digest worker` while the server holds the message without answering, twice:
+    each restart counts the unknown outcome, so the third run does not send it a third time."""
+    s = _setup(settings, monkeypatch, sink, 1)
+    sink.reply_delay = 60.0                      # the relay never answers in time
+    for round_ in (1, 2):
+        worker = subprocess.Popen([sys.executable, "-m", "digest.cli", "worker", "--once"], env=wide(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert wait_for(lambda: len(sink.messages) == round_, timeout=60)
+        finally:
+            worker.kill()
+            worker.wait(30)
+    sink.reply_delay = 0.0
+    done = subprocess.run([sys.executable, "-m", "digest.cli", "worker", "--once"], env=wide(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(sink.messages) == 2                # two copies at most, none more
+    with session_factory(s)() as session:
+        digest = session.scalars(select(Digest)).one()
+    assert (digest.status, digest.unconfirmed, digest.in_flight) == ("unconfirmed", 2, False)
