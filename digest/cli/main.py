@@ -410,7 +410,7 @@ def worker(
 
     Run any number of workers, on any number of machines, against one database (PostgreSQL for more than one machine); the scheduler (`digest run` with DIGEST_SCHEDULER_SENDS=false) plans the editions.
 
-    A killed worker's digests are taken over when its lease (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; at most the one message it had in flight is sent twice. SIGTERM finishes the message in flight and exits.
+    A killed worker's digests are taken over when its lease (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; the message it had in flight counts as unconfirmed (DIGEST_AMBIGUOUS_RETRY): a reader gets at most two copies. SIGTERM finishes the message in flight and exits.
 
     Examples:
       digest worker --concurrency 2
@@ -472,7 +472,9 @@ def status() -> None:
 @app.command()
 def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
             limit: int = typer.Option(30, "--limit", help="Editions to show.")) -> None:
-    """What a subscriber was sent, and when.
+    """What a subscriber was sent, and when; for a digest not sent, its state and why.
+
+    States: sent, planned, sending, deferred (will retry; attempt and time shown), exhausted (gave up after 5 attempts; its papers go to the next digest), unconfirmed (the server got it but never answered; not sent again), failed, skipped, expired. [N unconfirmed sends] counts sends the server never answered.
 
     Example: digest history --subscriber ada@example.org
     """
