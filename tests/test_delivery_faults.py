@@ -197,8 +197,14 @@ def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_dig
     s = _setup(settings, monkeypatch, sink, 2, DIGEST_SMTP_RETRIES="0")
     sink.refuse_rcpt("reader0@example.org", "451 4.7.1 greylisted, try again later")
     first_edition = app_clock.now().date()
-    for _ in range(8):                    # `digest send-now` from cron, later and later
+    for round_ in range(8):               # `digest send-now` from cron, later and later
         send_now(s, ingest=False, edition=first_edition)
+        if round_ == 0:                   # a readable history line while it waits to retry
+            line = subprocess.run([sys.executable, "-m", "digest.cli", "history", "--subscriber",
+                                   "reader0@example.org"], capture_output=True, text=True, timeout=120,
+                                  env=wide()).stdout.splitlines()[1]
+            assert line.startswith(f"{first_edition} deferred (attempt 1 of 5, retry after ")
+            assert line.endswith("UTC) — 451 4.7.1 greylisted, try again later"), line
         monkeypatch.setenv("DIGEST_NOW", (app_clock.now() + timedelta(hours=1)).isoformat())
     with session_factory(s)() as session:
         stuck = session.scalars(select(Digest).where(Digest.subscriber_id == 1)).one()
