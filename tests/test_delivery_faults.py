@@ -154,6 +154,12 @@ def test_unconfirmed_shows_in_status_and_history(settings, monkeypatch, sink):
                           capture_output=True, text=True, timeout=120, env=wide()).stdout
     assert "unconfirmed" in hist.splitlines()[1] and "2 unconfirmed sends" in hist.splitlines()[1]
     assert len(sink.messages) == 3            # reader0 twice, reader1 once
+    # probably delivered: its papers count as sent, the next edition does not repeat them
+    config, _ = current_topics(s)
+    with session_factory(s)() as session:
+        report = plan_edition(session, config.ids, plan_options(s),
+                              edition=app_clock.now().date() + timedelta(days=1))
+    assert (report.planned, report.empty) == (0, 2)
 
 
 def test_message_slower_than_the_lease_is_sent_once(settings, monkeypatch, sink):
