@@ -113,14 +113,17 @@ def test_digests_over_smtp_parse_to_one_address_each(renderer, sink):  # noqa: F
 
 def test_confirmation_mail_to_header_holds_one_address(live_factory):  # noqa: F811
     live = live_factory(ip_limit=10_000, address_limit=10_000)
+    # (a NUL or ESC in a name is refused at input by the form's own checks, issue 17 §3; CR, LF
+    # and U+2028 are in)
+    names = [n for n in HOSTILE_NAMES if "\x00" not in n and "\x1b" not in n]
     with live.client() as c:
-        for i, name in enumerate(HOSTILE_NAMES):
+        for i, name in enumerate(names):
             address = f"victim{i}@example.org"
             token = csrf(c, "/subscribe")
             r = c.post("/subscribe", data={"csrf_token": token, "email": address, "name": name,
                                            "topics": ["medical-segmentation"], "timezone": "UTC"})
             assert r.status_code in (200, 303), r.text[:300]
-    for i, name in enumerate(HOSTILE_NAMES):
+    for i, name in enumerate(names):
         address = f"victim{i}@example.org"
         live.wait_mails(address, 1)
         got = [m for m in live.sink.messages if address in m.rcpt_tos]
