@@ -42,9 +42,10 @@ def configured_sources(settings: Settings, name: str | None = None) -> list[Sour
 
 
 def run_ingest(settings: Settings, *, source: str | None = None, locations: list[str] | None = None,
-               kind: str = "auto", on_progress: Callable[[str], None] | None = None) -> list[IngestReport]:
+               kind: str = "auto", on_progress: Callable[[str], None] | None = None,
+               store_lock=None) -> list[IngestReport]:
     specs = [adhoc_spec(loc, kind) for loc in locations] if locations else configured_sources(settings, source)
-    return ingest_all(settings, specs, on_progress=on_progress)
+    return ingest_all(settings, specs, on_progress=on_progress, store_lock=store_lock)
 
 
 _matchers: dict[tuple[str, str], object] = {}

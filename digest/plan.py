@@ -27,7 +27,7 @@ from digest import clock
 from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
 
 log = logging.getLogger("digest.plan")
-ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred")  # digests whose papers are spoken for
+ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred", "unconfirmed")  # papers spoken for (not exhausted)
 BATCH = 1000
 
 

@@ -28,6 +28,9 @@ class Reply:
     declared_length: int | None = None  # lie about Content-Length (e.g. to drop the connection early)
     gzip: bool = False               # Content-Encoding: gzip
     chunk_delay: float = 0.0         # seconds between 1 KB body chunks (a trickling body)
+    drip: float = 0.0                # seconds between single bytes of the whole response (status
+                                     # line and headers too): a drip-feed no read timeout catches
+    drip_body_only: bool = False     # with drip: status line and headers at once, then the drip
 
 
 @dataclass
@@ -61,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drip:
+            self._drip(reply)
+            return
         body = gzip.compress(reply.body) if reply.gzip else reply.body
         self.send_response(reply.status)
         for key, value in reply.headers.items():
@@ -80,6 +86,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(body)
         self.wfile.flush()
+
+
+    def _drip(self, reply: Reply) -> None:
+        head = [f"HTTP/1.0 {reply.status} OK"] + [f"{k}: {v}" for k, v in reply.headers.items()]
+        head.append(f"Content-Length: {len(reply.body)}")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+        start = len(data) - len(reply.body) if reply.drip_body_only else 0
+        self.wfile.write(data[:start])
+        self.wfile.flush()
+        for i in range(start, len(data)):
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(reply.drip)
 
 
 class _Server(ThreadingHTTPServer):

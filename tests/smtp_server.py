@@ -5,6 +5,8 @@ receives and can be scripted:
     sink.script_rcpt("a@example.org", "451 4.3.0 try again later")   # then accepts
     sink.refuse_rcpt("b@example.org", "550 5.1.1 <b@example.org>: user unknown")
     sink.drop_after = 3          # close each connection after 3 accepted messages
+    sink.drop_in_data_ratio = 0.3  # keep 30 % of messages, then close without a reply (seeded)
+    sink.reply_delay = 8.0       # wait 8 s before answering the message data (a slow relay)
     ...
     sink.messages               # [Received(mail_from, rcpt_tos, data, ...)]
     sink.stop()
@@ -14,6 +16,7 @@ Use it from a fixture in a test module: ``yield from smtp_sink()``.
 from __future__ import annotations
 
 import asyncio
+import random
 import email
 import email.policy
 import socket
@@ -68,11 +71,14 @@ class _Handler:
                 conn = session.sink_conn = sink.connections
                 session.sink_count = 0
         with sink.lock:
-            drop_in_data = sink.drop_in_data_once
+            drop_in_data = sink.drop_in_data_once or (
+                sink.drop_in_data_ratio > 0 and sink.rng.random() < sink.drop_in_data_ratio)
             sink.drop_in_data_once = False
             sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           bytes(envelope.original_content or envelope.content), conn))
         session.sink_count += 1
+        if sink.reply_delay:
+            await asyncio.sleep(sink.reply_delay)
         if drop_in_data:
             # Accepted, but the client never hears so: the connection closes before the reply.
             server.transport.close()
@@ -93,6 +99,9 @@ class SMTPSink:
         self.connections = 0
         self.drop_after = 0
         self.drop_in_data_once = False
+        self.drop_in_data_ratio = 0.0
+        self.rng = random.Random(17)
+        self.reply_delay = 0.0
         self._rcpt_script: dict[str, list[str]] = {}
         self._rcpt_refuse: dict[str, str] = {}
         self.controller = Controller(_Handler(self), hostname=self.host, port=self.port,

@@ -157,15 +157,27 @@ def test_connection_dropped_mid_batch_reconnects_and_delivers_all(sink, renderer
     assert backend.connections == 4 and sink.connections == 4
 
 
-def test_drop_before_the_reply_means_one_duplicate_never_a_loss(sink, renderer):
+def test_drop_before_the_reply_is_ambiguous_and_not_retried_by_the_backend(sink, renderer):
     s = make_settings(sink.url)
     sink.drop_in_data_once = True
     msg = message_for(s, renderer, 9, "dup@example.org")
     with open_smtp(s) as backend:
         result = backend.send(msg)
-    assert result.ok
+        assert not result.ok and result.ambiguous and not result.permanent
+        assert "no reply after the message data" in result.error
+        assert len(sink.messages) == 1                          # the server has it: no retry here
+        again = backend.send(msg)                               # the send loop decides (once)
+    assert again.ok and not again.ambiguous
     ids = [m.parsed()["Message-ID"] for m in sink.messages]
     assert ids == [msg.message_id] * 2                          # same Message-ID: clients collapse it
+
+
+def test_drop_before_data_is_an_ordinary_temporary_failure(sink, renderer):
+    s = make_settings(sink.url, smtp_retries=1)
+    sink.script_rcpt("late@example.org", "421 4.3.2 closing")
+    with open_smtp(s) as backend:
+        result = backend.send(message_for(s, renderer, 4, "late@example.org"))
+    assert result.ok and not result.ambiguous and result.attempts == 2
 
 
 def test_server_down_is_temporary_failure(renderer):

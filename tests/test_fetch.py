@@ -320,3 +320,22 @@ def test_adhoc_http_source_with_auto_kind_uses_content_type(server, settings):
 def test_unsupported_scheme(settings):
     with pytest.raises(FetchError, match="unsupported URL scheme"):
         fetch("ftp://example.org/feed.xml", settings)
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_drip_feed_is_given_up_at_the_deadline(server, db_url, where):
+    """A server sending one byte at a time never trips the read timeout (3 s); the fetch still
+    ends at its total deadline (4 s), not after the whole trickle (80+ s)."""
+    import time
+
+    body = b"<rss>" + b"x" * 400 + b"</rss>"
+    url = server.script("/drip.xml", Reply(200, body, {"Content-Type": "application/rss+xml"}, drip=0.2,
+                                           drip_body_only=where == "body"))
+    settings = Settings(database_url=db_url, http_timeout=3.0, http_deadline=4.0, http_retries=2, http_backoff=0.01)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        fetch(url, settings)
+    took = time.monotonic() - started
+    assert "not fetched within 4 s (DIGEST_HTTP_DEADLINE)" in str(info.value)
+    assert took < 4.0 + 3.0               # the whole trickle would take 80+ s
+    assert len(server.requests("/drip.xml")) == 1   # no retry after the deadline

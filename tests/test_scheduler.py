@@ -17,6 +17,7 @@ from digest.store.models import Digest, Lock
 from digest.pipeline import current_topics
 from digest.scheduler import DigestScheduler, due_groups, send_instant
 from tests.factories import add_paper, add_subscriber, utc, wait_for
+from digest.clock import now as app_clock_now
 
 
 def test_send_instant_across_dst():
@@ -128,3 +129,48 @@ def test_second_scheduler_refused_and_sigterm_exits_cleanly(settings):
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_a_drip_fed_source_never_holds_the_send(settings, config_dir, monkeypatch, caplog):
+    """An ingest fetching from a server that sends a byte every 0.2 s (the read timeout never
+    fires) does not hold the lock the send tick needs: the due digest goes out while the fetch
+    is still running, the late source is logged, and the fetch ends at its deadline."""
+    import logging
+    import threading
+
+    from digest.store.settings import Settings, reset_settings_cache
+    from tests.http_server import Reply, ScriptedServer
+
+    body = b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>' + b" " * 400 + b"</channel></rss>"
+    with ScriptedServer() as server:
+        url = server.script("/slow.xml", Reply(200, body, {"Content-Type": "application/rss+xml"}, drip=0.2,
+                                               drip_body_only=True))
+        (config_dir / "sources.yaml").write_text(f"sources:\n  - name: slow-feed\n    kind: arxiv\n    url: {url}\n")
+        monkeypatch.setenv("DIGEST_HTTP_TIMEOUT", "3")
+        monkeypatch.setenv("DIGEST_HTTP_DEADLINE", "12")
+        reset_settings_cache()
+        s = Settings()
+        day = app_clock_now().date()
+        midnight = datetime.combine(day, dtime(0), tzinfo=timezone.utc)
+        with session_factory(s)() as session:
+            add_subscriber(session, "a@example.org", ["medical-segmentation"], timezone="UTC")
+            add_paper(session, "2611.01000", seen=midnight + timedelta(hours=2),
+                      title="Tumor segmentation in CT with a U-Net",
+                      abstract="We study medical image segmentation of tumours in CT scans.")
+            session.commit()
+        sched = DigestScheduler(s, clock=lambda: midnight + timedelta(hours=8, minutes=1))
+        ingest = threading.Thread(target=sched.ingest_job)
+        caplog.set_level(logging.WARNING, logger="digest.scheduler")
+        ingest.start()
+        assert wait_for(lambda: len(server.requests("/slow.xml")) == 1, timeout=10)
+        totals = sched.send_tick()                        # due: 08:00 UTC passed
+        still_fetching = ingest.is_alive()
+        ingest.join(60)
+    assert (totals["planned"], totals["sent"]) == (1, 1), totals
+    assert still_fetching                                 # sent before the slow fetch ended
+    assert "late_source=slow-feed" in caplog.text
+    with session_factory(s)() as session:
+        from digest.store.models import IngestRun
+
+        run = session.scalars(select(IngestRun)).one()
+    assert run.status == "failed" and "not fetched within 12 s (DIGEST_HTTP_DEADLINE)" in run.errors[0]

@@ -411,7 +411,7 @@ def worker(
 
     Run any number of workers, on any number of machines, against one database (PostgreSQL for more than one machine); the scheduler (`digest run` with DIGEST_SCHEDULER_SENDS=false) plans the editions.
 
-    A killed worker's digests are taken over when its lease (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; at most the one message it had in flight is sent twice. SIGTERM finishes the message in flight and exits.
+    A killed worker's digests are taken over when its lease (DIGEST_SEND_LEASE_SECONDS) expires, at once by a worker on the same host; the message it had in flight counts as unconfirmed (DIGEST_AMBIGUOUS_RETRY): a reader gets at most two copies. SIGTERM finishes the message in flight and exits.
 
     Examples:
       digest worker --concurrency 2
@@ -434,7 +434,7 @@ def status() -> None:
     from sqlalchemy import func, select
 
     from digest.store.db import session_scope
-    from digest.store.models import AppState, Digest, IngestRun
+    from digest.store.models import AppState, Digest, IngestRun, Subscriber
 
     s = _settings()
     with session_scope(s) as session:
@@ -460,8 +460,11 @@ def status() -> None:
             counts = dict(session.execute(select(Digest.status, func.count()).where(Digest.edition == last_edition)
                                           .group_by(Digest.status)).all())
             console.print(f"last edition {last_edition}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-            for d in session.scalars(select(Digest).where(Digest.edition == last_edition, Digest.status == "failed").limit(10)):
-                console.print(f"  failed digest {d.id}: {d.last_error}", markup=False, highlight=False)
+            for d, address in session.execute(
+                    select(Digest, Subscriber.email).join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                    .where(Digest.edition == last_edition, Digest.status.in_(("failed", "exhausted", "unconfirmed")))
+                    .order_by(Digest.id).limit(10)):
+                console.print(f"  {d.status} digest {d.id} to {address}: {d.last_error}", markup=False, highlight=False)
         if "topics_error" in state:
             err.print(f"topics.yaml is invalid (the last valid config is in use):\n{state['topics_error'].get('error')}",
                       markup=False, highlight=False)
@@ -470,7 +473,9 @@ def status() -> None:
 @app.command()
 def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
             limit: int = typer.Option(30, "--limit", help="Editions to show.")) -> None:
-    """What a subscriber was sent, and when.
+    """What a subscriber was sent, and when; for a digest not sent, its state and why.
+
+    States: sent, planned, sending, deferred (will retry; attempt and time shown), exhausted (gave up after 5 attempts; its papers go to the next digest), unconfirmed (the server got it but never answered; not sent again), failed, skipped, expired. [N unconfirmed sends] counts sends the server never answered.
 
     Example: digest history --subscriber ada@example.org
     """
@@ -487,8 +492,7 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
         console.print(f"{sub.email} ({sub.status}), topics: {', '.join(sub.topics or [])}")
         for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
                                  .order_by(Digest.edition.desc()).limit(limit)):
-            when = d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "-"
-            console.print(f"[bold]{d.edition}[/bold] {d.status} at {when}: {d.subject or ''}", highlight=False)
+            console.print(_history_line(d), markup=False, highlight=False)
             rows = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
                                    .join(Paper, Paper.id == DigestItem.paper_id)
                                    .where(DigestItem.digest_id == d.id)
@@ -496,6 +500,25 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
             for section, shown, pid, title in rows:
                 console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title[:80]}",
                               markup=False, highlight=False)
+
+
+def _history_line(d) -> str:
+    """One digest in `digest history`: what happened and, unless it was sent, why."""
+    from digest.delivery.send import MAX_ATTEMPTS
+
+    head = f"{d.edition} {d.status}"
+    if d.status in ("sent", "unconfirmed") and d.sent_at:
+        head += f" at {d.sent_at:%Y-%m-%d %H:%M} UTC: {d.subject or '(no subject)'}"
+    elif d.status == "deferred":
+        retry = f", retry after {d.lease_until:%Y-%m-%d %H:%M} UTC" if d.lease_until else ""
+        head += f" (attempt {d.attempts} of {MAX_ATTEMPTS}{retry})"
+    elif d.status == "planned":
+        head += " (not sent yet)"
+    if d.unconfirmed:
+        head += f" [{d.unconfirmed} unconfirmed send{'s' if d.unconfirmed != 1 else ''}]"
+    if d.last_error and d.status != "sent":
+        head += f" — {' '.join(d.last_error.split())}"
+    return head
 
 
 @app.command()

@@ -15,10 +15,10 @@ retrying later can help (``permanent`` False: 4xx replies, dropped connections, 
 ``settings.smtp_retries`` retries with exponential backoff) or not (``permanent`` True: 5xx,
 e.g. "550 5.1.1 user unknown"), with the server's reply in ``error``.
 
-What an unrecorded acceptance means: if the connection drops after the message data was sent
-but before the server's "250", the message may or may not have been accepted. It is retried,
-so a recipient can get at most one duplicate (with the same Message-ID, which lets clients
-collapse it) — never a loss.
+The one ambiguous case: the whole message data reached the server and then no reply came
+(the connection dropped, or the reply timed out). The server may well have the message, so
+the backend never retries it itself: the result says ``ambiguous`` and the send loop decides,
+counting such sends on the digest (at most one more try, DIGEST_AMBIGUOUS_RETRY).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import re
 import smtplib
 import socket
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -50,6 +51,7 @@ class SendResult:
     attempts: int = 1
     refused: dict[str, str] = field(default_factory=dict)  # some recipients refused, others accepted
     path: str | None = None           # file backend: where the .eml went
+    ambiguous: bool = False           # the message data was sent, no reply came: maybe delivered
 
 
 def outgoing(msg: Outgoing | EmailMessage) -> Outgoing:
@@ -208,7 +210,12 @@ def safe_file_stem(address: str) -> str:
 
 
 class FileBackend(Backend):
-    """Writes ``<dir>/<edition>/<recipient>.eml`` (wire format) and a ``.html`` preview."""
+    """Writes ``<dir>/<edition>/<recipient>.eml`` (wire format) and a ``.html`` preview.
+
+    A file is never overwritten: a second message to one recipient in one folder (two
+    confirmation mails, a digest sent again) is written as ``<recipient>-2.eml`` and so on.
+    Each write goes through a temporary file of its own (unique per call, so concurrent
+    web requests for one address never share one), removed when the write fails."""
 
     name = "file"
 
@@ -225,21 +232,69 @@ class FileBackend(Backend):
             folder = self.directory / edition
             folder.mkdir(parents=True, exist_ok=True)
             stem = safe_file_stem(out.recipient or "recipient")
-            eml = folder / f"{stem}.eml"
-            _write_atomic(eml, out.raw)
             html = out.html
+            eml = _write_new(folder, stem, ".eml", out.raw)
             if html is not None:
-                _write_atomic(folder / f"{stem}.html", html.encode("utf-8"))
+                preview = eml.with_suffix(".html")
+                try:
+                    try:
+                        _write_new(folder, preview.stem, ".html", html.encode("utf-8"), exact=True)
+                    except FileExistsError:   # a left-over preview of the same name: replace it
+                        _write_atomic(preview, html.encode("utf-8"))
+                except OSError:
+                    _unlink_quietly(eml)      # all or nothing: the message is retried later
+                    raise
             return self._count(SendResult(ok=True, path=str(eml)))
         except OSError as exc:
             return self._count(SendResult(ok=False, permanent=False, error=f"write failed: {exc}"))
 
 
+def _temp_file(folder: Path, data: bytes) -> Path:
+    """``data`` in a new hidden temporary file of ``folder``; nothing is left behind on failure."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        _unlink_quietly(name)
+        raise
+    return Path(name)
+
+
+def _write_new(folder: Path, stem: str, suffix: str, data: bytes, *, exact: bool = False) -> Path:
+    """Write ``data`` to ``folder/stem<suffix>``, or ``stem-2<suffix>``, ``-3``... whichever is
+    free first; the name appears complete or not at all (a hard link never replaces a file).
+    ``exact``: only ``stem<suffix>`` (FileExistsError when taken)."""
+    tmp = _temp_file(folder, data)
+    try:
+        n = 1
+        while True:
+            path = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                if exact:
+                    raise
+                n += 1
+    finally:
+        _unlink_quietly(tmp)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    tmp = _temp_file(path.parent, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,6 +312,32 @@ class _Temporary(Exception):
         super().__init__(error)
         self.error = error
         self.reconnect = reconnect
+
+
+class _Ambiguous(Exception):
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+class _Tracking:
+    """An SMTP client that notes when a message's data went out whole: smtplib's ``data()``
+    sends the dot-stuffed payload, ending in CRLF.CRLF, in one ``send`` call."""
+
+    payload_sent = False
+
+    def send(self, s):
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.payload_sent = True
+
+
+class _SMTP(_Tracking, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Tracking, smtplib.SMTP_SSL):
+    pass
 
 
 class _Permanent(Exception):
@@ -295,10 +376,9 @@ class SMTPBackend(Backend):
         c = self.config
         try:
             if c.ssl:
-                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=self.timeout,
-                                        context=ssl.create_default_context())
+                smtp = _SMTP_SSL(c.host, c.port, timeout=self.timeout, context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(c.host, c.port, timeout=self.timeout)
+                smtp = _SMTP(c.host, c.port, timeout=self.timeout)
             try:
                 smtp.ehlo()
                 if c.starttls:
@@ -348,15 +428,40 @@ class SMTPBackend(Backend):
         """One try. Returns the refused-recipients dict of a (partly) accepted message."""
         if self._smtp is None:
             self._smtp = self._connect()
+        smtp = self._smtp
+        smtp.payload_sent = False
         try:
             # the bytes are CRLF already; smtplib dot-stuffs lines that start with "."
-            refused = self._smtp.sendmail(out.envelope_from, list(out.recipients), out.raw,
-                                          mail_options=_UTF8_OPTIONS if out.smtputf8 else ())
+            refused = smtp.sendmail(out.envelope_from, list(out.recipients), out.raw,
+                                    mail_options=_UTF8_OPTIONS if out.smtputf8 else ())
+        except (smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError, OSError) as exc:
+            if not smtp.payload_sent:
+                return self._raise_failure(exc)
+            self._drop()
+            raise _Ambiguous(f"no reply after the message data ({exc or type(exc).__name__}); "
+                             "the server may have accepted it") from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == -1 and smtp.payload_sent:   # a garbled reply to the data
+                self._drop()
+                raise _Ambiguous(f"no valid reply after the message data ({_reply(exc.smtp_code, exc.smtp_error)})") from None
+            return self._raise_failure(exc)
+        except smtplib.SMTPException as exc:
+            return self._raise_failure(exc)
+        self._used += 1
+        return refused
+
+    def _raise_failure(self, error: Exception) -> dict:
+        """Classify a failure where the server cannot have taken the message (always raises)."""
+        try:
+            raise error
         except smtplib.SMTPNotSupportedError as exc:      # SMTPUTF8 needed, not offered
             raise _Permanent(f"server does not support SMTPUTF8: {exc}") from None
         except smtplib.SMTPRecipientsRefused as exc:       # every recipient refused
             replies = {rcpt: _reply(code, text) for rcpt, (code, text) in exc.recipients.items()}
             error = "; ".join(replies.values()) or "recipients refused"
+            if any(code == 421 for code, _ in exc.recipients.values()):   # smtplib closed it
+                self._drop()
+                raise _Temporary(error, True) from None
             if any(400 <= code < 500 for code, _ in exc.recipients.values()):
                 raise _Temporary(error, False) from None
             raise _Permanent(error) from None
@@ -377,8 +482,6 @@ class SMTPBackend(Backend):
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise _Temporary(f"{type(exc).__name__}: {exc}", True) from None
-        self._used += 1
-        return refused
 
     def send(self, msg: Outgoing | EmailMessage) -> SendResult:
         try:
@@ -396,6 +499,8 @@ class SMTPBackend(Backend):
                 refused = self._attempt(out)
             except _Permanent as exc:
                 return self._count(SendResult(ok=False, permanent=True, error=exc.error, attempts=attempts))
+            except _Ambiguous as exc:       # never retried here: the server may have it
+                return self._count(SendResult(ok=False, error=exc.error, attempts=attempts, ambiguous=True))
             except _Temporary as exc:
                 error = exc.error
                 # A reused connection the server closed while idle: reconnect at once, once,

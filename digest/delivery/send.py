@@ -3,9 +3,15 @@
 A digest row is claimed atomically (status planned → sending, with a lease), marked `sent`
 only after the server accepted the message, and a crash leaves it `sending` until its lease
 expires (or at once, when its claimer is a dead process on this host), when the next run
-sends it. The one ambiguous case: a process dies after the server accepted the message but
-before the row was marked sent; that message is sent again — at most one duplicate per
-crash, never a loss.
+sends it.
+
+Sends whose outcome is unknown are counted on the digest (``unconfirmed``): the server got
+the whole message and never answered, or the sender died (or stalled past its lease) while
+the message was in flight — a row is marked ``in_flight`` before each send, and a claim of a
+row still so marked counts one. Such a digest is sent again at most once
+(DIGEST_AMBIGUOUS_RETRY=once; ``never``: not again), then ends ``unconfirmed``; so whatever
+mix of retries, deferrals, restarts and workers, a reader gets at most two copies. A digest
+that used up its attempts ends ``exhausted``; its papers go to the next digest.
 """
 from __future__ import annotations
 
@@ -14,7 +20,6 @@ import os
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest import clock
@@ -65,6 +70,8 @@ class SendReport:
     failed: int = 0
     deferred: int = 0
     bounced: int = 0
+    exhausted: int = 0            # attempts used up: given up, final
+    unconfirmed: int = 0          # sent without a reply, not sent again: final
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -149,13 +156,24 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
     if not ids:
         session.rollback()
         return []
-    # the WHERE repeats the claimable test: a row another sender took meanwhile is not ours
+    # the WHERE repeats the claimable test: a row another sender took meanwhile is not ours;
+    # a row still in flight was left mid-send by a sender that died or stalled: maybe delivered
     session.execute(update(Digest).where(Digest.id.in_(ids), _claimable(now, set()))
                     .values(status="sending", claimed_by=worker, lease_until=now + lease,
-                            attempts=Digest.attempts + 1))
+                            attempts=Digest.attempts + 1,
+                            unconfirmed=Digest.unconfirmed + case((Digest.in_flight, 1), else_=0),
+                            in_flight=False))
     session.commit()
     return list(session.scalars(select(Digest.id).where(
         Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending").order_by(Digest.id)))
+
+
+def close_exhausted(session: Session) -> int:
+    """Deferred digests whose attempts are used up end `exhausted` (never retried again)."""
+    result = session.execute(update(Digest).where(Digest.status == "deferred", Digest.attempts >= MAX_ATTEMPTS)
+                             .values(status="exhausted", lease_until=None))
+    session.commit()
+    return result.rowcount or 0
 
 
 def send_pending(settings: Settings, session_factory, backend, renderer, topic_names: dict[str, str], *,
@@ -184,10 +202,13 @@ def send_pending(settings: Settings, session_factory, backend, renderer, topic_n
         # when the server's reply arrives, the sending thread should get the GIL back from the
         # rendering one at once, not after the default 5 ms
         sys.setswitchinterval(min(switch, 0.0002))
+    keeper = _LeaseKeeper(session_factory, worker, lease)
+    keeper.start()
     try:
         return _send_loop(settings, session_factory, backend, builder, make_message, ahead, report, worker,
-                          lease, deferred_now, stmts, editions, subscriber_ids, stop, on_sent)
+                          lease, deferred_now, stmts, editions, subscriber_ids, stop, on_sent, keeper)
     finally:
+        keeper.close()
         if ahead is not None:
             ahead.shutdown(wait=True, cancel_futures=True)
             sys.setswitchinterval(switch)
@@ -200,10 +221,12 @@ def _cancel(jobs: dict) -> None:
 
 
 def _send_loop(settings, session_factory, backend, builder, make_message, ahead, report, worker, lease,
-               deferred_now, stmts, editions, subscriber_ids, stop, on_sent) -> SendReport:
+               deferred_now, stmts, editions, subscriber_ids, stop, on_sent, keeper) -> SendReport:
     with session_factory() as session, session.get_bind().connect() as ledger:
         # `ledger` records each outcome in its own short transaction: cheaper than the session
         reclaim_dead_local(session, clock.now())
+        close_exhausted(session)
+        allowed = 1 if settings.ambiguous_retry == "once" else 0
         while True:
             if stop is not None and stop.is_set():
                 report.interrupted = True
@@ -215,8 +238,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                 if reclaim_dead_local(session, clock.now()):
                     continue
                 break
-            renew_at = time.monotonic() + lease.total_seconds() / 3
-            lost: set[int] = set()
+            keeper.hold(ids)
+            lost = keeper.lost
             conn = session.connection()
             digests = {r.id: r for r in conn.execute(stmts.digests, {"ids": ids})}
             subs = {r.id: _Sub(*r) for r in conn.execute(
@@ -245,28 +268,46 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     _release(session, worker, ids[pos:])
                     report.interrupted = True
                     return report
-                if time.monotonic() >= renew_at:  # a slow batch keeps its rows
-                    lost |= renew_lease(session, worker, ids[pos:], lease)
-                    renew_at = time.monotonic() + lease.total_seconds() / 3
                 if did in lost:  # our lease ran out and another sender took it: theirs now
                     continue
                 sub = subs.get(digests[did].subscriber_id)
                 if did not in jobs or sub.status != "active":  # (or bounced earlier in this batch)
                     _cancel({did: jobs.pop(did, None)})
-                    _finish(ledger, did, worker, status="skipped", error="subscriber not active")
+                    _finish(ledger, did, worker, status="skipped", error="subscriber not active",
+                            unconfirmed=digests[did].unconfirmed)
                     continue
                 job = jobs.pop(did)
                 try:
                     msg = job.result() if ahead else make_message(job)
                 except Exception as exc:  # one broken digest must not stop the edition
                     log.exception("rendering digest %s failed", did)
-                    _finish(ledger, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}")
+                    _finish(ledger, did, worker, status="failed", error=f"render: {type(exc).__name__}: {exc}",
+                            unconfirmed=digests[did].unconfirmed)
                     report.failed += 1
                     report.errors.append(f"{sub.email}: render failed: {exc}")
                     continue
+                unconfirmed = digests[did].unconfirmed
+                if unconfirmed > allowed:  # sent, maybe delivered, as often as allowed
+                    _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
+                            message_id=msg.message_id, subject=msg.subject,
+                            error=f"not sent again: {unconfirmed} sends without a reply from the server")
+                    report.unconfirmed += 1
+                    continue
+                if not _take_off(ledger, did, worker):  # no longer ours (a stalled batch)
+                    continue
                 result = backend.send(msg)
+                if result.ambiguous:
+                    unconfirmed += 1
+                    if unconfirmed > allowed:
+                        _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
+                                message_id=msg.message_id, subject=msg.subject,
+                                error=f"not sent again after {unconfirmed} unanswered sends: {result.error}")
+                        report.unconfirmed += 1
+                        report.errors.append(f"{sub.email}: unconfirmed, not sent again: {result.error}")
+                        continue
                 if result.ok:
-                    _finish(ledger, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject)
+                    _finish(ledger, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject,
+                            unconfirmed=unconfirmed)
                     if sub.consecutive_failures:
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
                         session.commit()
@@ -275,19 +316,55 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     if on_sent:
                         on_sent(1)
                 elif result.permanent:
-                    _finish(ledger, did, worker, status="failed", error=result.error)
+                    _finish(ledger, did, worker, status="failed", error=result.error, unconfirmed=unconfirmed)
                     report.failed += 1
                     report.errors.append(f"{sub.email}: {result.error}")
                     if _count_failure(session, sub.id, settings.bounce_after, sub):
                         report.bounced += 1
+                elif digests[did].attempts >= MAX_ATTEMPTS:
+                    _finish(ledger, did, worker, status="exhausted", unconfirmed=unconfirmed,
+                            error=f"gave up after {digests[did].attempts} attempts: {result.error}")
+                    report.exhausted += 1
+                    report.errors.append(f"{sub.email}: gave up after {digests[did].attempts} attempts: {result.error}")
                 else:
-                    _finish(ledger, did, worker, status="deferred", error=result.error,
+                    _finish(ledger, did, worker, status="deferred", error=result.error, unconfirmed=unconfirmed,
                             retry_at=clock.now() + RETRY_AFTER[
                                 min(len(RETRY_AFTER), max(1, digests[did].attempts)) - 1])
                     deferred_now.add(did)
                     report.deferred += 1
                     report.errors.append(f"{sub.email}: deferred: {result.error}")
     return report
+
+
+class _LeaseKeeper(threading.Thread):
+    """Renews the lease on the batch being sent every third of the lease, from its own thread
+    and connection: also while one message takes longer than the lease (a slow relay), so no
+    other sender takes the digest that is in flight."""
+
+    def __init__(self, session_factory, worker: str, lease: timedelta):
+        super().__init__(name="lease-keeper", daemon=True)
+        self.session_factory, self.worker, self.lease = session_factory, worker, lease
+        self.ids: list[int] = []
+        self.lost: set[int] = set()      # rows of the batch another sender took
+        self._closed = threading.Event()
+
+    def hold(self, ids: list[int]) -> None:
+        self.ids, self.lost = ids, set()   # finished rows are no longer `sending`: left alone
+
+    def run(self) -> None:
+        while not self._closed.wait(self.lease.total_seconds() / 3):
+            ids, lost = self.ids, self.lost
+            if not ids:
+                continue
+            try:
+                with self.session_factory() as session:
+                    lost |= renew_lease(session, self.worker, ids, self.lease)
+            except Exception as exc:  # the database away for a moment: try again next time
+                log.warning("lease renewal failed: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.join(timeout=30)
 
 
 class _Sub:
@@ -307,7 +384,10 @@ class _Statements:
     def __init__(self) -> None:
         t = Digest.__table__
         ids = bindparam("ids", expanding=True)
-        self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition, t.c.attempts).where(t.c.id.in_(ids))
+        self.digests = select(t.c.id, t.c.subscriber_id, t.c.edition, t.c.attempts,
+                              t.c.unconfirmed).where(t.c.id.in_(ids))
+        self.take_off = update(t).where(t.c.id == bindparam("did"), t.c.claimed_by == bindparam("worker"),
+                                        t.c.status == "sending").values(in_flight=True)
         s = Subscriber.__table__
         self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
                                   s.c.consecutive_failures, s.c.topics).where(s.c.id.in_(bindparam("ids", expanding=True)))
@@ -316,7 +396,8 @@ class _Statements:
         for sent in (True, False):
             for with_error in (True, False):
                 values = {"status": bindparam("status", type_=t.c.status.type),
-                          "lease_until": bindparam("lease_until", type_=t.c.lease_until.type)}
+                          "lease_until": bindparam("lease_until", type_=t.c.lease_until.type),
+                          "in_flight": False, "unconfirmed": bindparam("unconfirmed", type_=t.c.unconfirmed.type)}
                 if sent:
                     values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
                                   message_id=bindparam("message_id", type_=t.c.message_id.type),
@@ -338,17 +419,27 @@ def _statements() -> _Statements:
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
-            message_id: str | None = None, subject: str | None = None, retry_at: datetime | None = None) -> None:
+            message_id: str | None = None, subject: str | None = None, retry_at: datetime | None = None,
+            unconfirmed: int) -> None:
     """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session).
     A deferred digest keeps `retry_at` in lease_until: no sender claims it before then."""
-    sent = status == "sent"
-    params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at}
+    sent = status in ("sent", "unconfirmed")
+    params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at,
+                    "unconfirmed": unconfirmed}
     if sent:
         params.update(sent_at=clock.now(), message_id=message_id, subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
     ledger.execute(_statements().finish[(sent, error is not None)], params)
     ledger.commit()
+
+
+def _take_off(ledger, did: int, worker: str) -> bool:
+    """Mark the digest in flight just before its message goes out (committed first, so a
+    sender that dies mid-send leaves the mark); False when the row is no longer ours."""
+    taken = ledger.execute(_statements().take_off, {"did": did, "worker": worker}).rowcount
+    ledger.commit()
+    return bool(taken)
 
 
 def renew_lease(session: Session, worker: str, ids: list[int], lease: timedelta) -> set[int]:

@@ -107,9 +107,32 @@ def from_email_message(msg: EmailMessage) -> Outgoing:
     if msg.is_multipart() or msg.get_content_type() == "text/html":
         body = msg.get_body(preferencelist=("html",))
         html = body.get_content() if body is not None else None
-    return Outgoing(msg.as_bytes(policy=policy), sender, rcpts, message_id=str(msg.get("Message-ID") or ""),
+    raw = _own_address_headers(msg, msg.as_bytes(policy=policy))
+    return Outgoing(raw, sender, rcpts, message_id=str(msg.get("Message-ID") or ""),
                     subject=str(msg.get("Subject") or ""), edition=str(msg.get(EDITION_HEADER) or ""),
                     smtputf8=international, html=html)
+
+
+_ADDRESS_HEADERS = ("to", "cc", "reply-to")
+_HEADER_LINE = re.compile(rb"(?m)^(?![ \t])")     # where each (unfolded) header field starts
+
+
+def _own_address_headers(msg: EmailMessage, raw: bytes) -> bytes:
+    """``raw`` with its To/Cc/Reply-To fields written by :func:`address_header`. The email
+    package folds a long quoted display name by dropping its quotes, so a name such as
+    ``aaaa… <attacker@evil.example>, b`` became a second address; ours never splits one."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    fields = [f for f in _HEADER_LINE.split(head + b"\r\n") if f]
+    out = []
+    for field_ in fields:
+        name = field_.split(b":", 1)[0].decode("ascii", "replace")
+        if name.lower() in _ADDRESS_HEADERS:
+            header = msg[name]
+            addresses = [(a.display_name, check_address(a.addr_spec)) for a in getattr(header, "addresses", ())]
+            out.append(addresses_header(name, addresses).encode("utf-8"))
+        else:
+            out.append(field_)
+    return b"".join(out)[:-2] + sep + body
 
 
 def _copy_without(msg: EmailMessage, header: str) -> EmailMessage:
@@ -238,6 +261,19 @@ def address_header(name: str, display: str | None, addr: str) -> str:
     cleaned = _one_line(display, 100).replace('"', "'")
     tokens = _phrase_tokens(cleaned)
     return _fold(name, tokens + [f"<{addr}>"] if tokens else [addr])
+
+
+def addresses_header(name: str, addresses: list[tuple[str | None, str]]) -> str:
+    """``Name: Display <addr>, Other <addr2>`` (folded): :func:`address_header` for a list."""
+    tokens: list[str] = []
+    for i, (display, addr) in enumerate(addresses):
+        cleaned = _one_line(display, 100).replace('"', "'")
+        phrase = _phrase_tokens(cleaned)
+        part = phrase + [f"<{addr}>"] if phrase else [addr]
+        if i < len(addresses) - 1:
+            part[-1] += ","
+        tokens += part
+    return _fold(name, tokens)
 
 
 def recipient_address(email_addr: str, name: str | None):

@@ -1,10 +1,13 @@
 """Fetch a listing from http(s)://, file:// or a local path.
 
 HTTP: timeouts, bounded retries with backoff on 5xx/timeouts/connection errors, conditional GET
-(ETag / Last-Modified), a response-size cap and an honest User-Agent.
+(ETag / Last-Modified), a response-size cap and an honest User-Agent. The read timeout bounds
+each read; ``settings.http_deadline`` bounds the whole fetch, retries included, so a server
+that drip-feeds a byte at a time (never idle long enough for a timeout) is given up too.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,15 +89,37 @@ def _fetch_http(url: str, settings: Settings, *, etag, last_modified, expect) ->
     attempts = settings.http_retries + 1
     delay = settings.http_backoff
     last_error = "unknown error"
-    with httpx.Client(timeout=settings.http_timeout, follow_redirects=True, headers=headers) as client:
-        for attempt in range(1, attempts + 1):
-            try:
-                return _one_request(client, url, settings, expect)
-            except _Retryable as exc:
-                last_error = str(exc)
-            if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
+    deadline = time.monotonic() + settings.http_deadline
+    for attempt in range(1, attempts + 1):
+        left = deadline - time.monotonic()
+        client = httpx.Client(timeout=min(settings.http_timeout, max(left, 0.01)), follow_redirects=True,
+                              headers=headers)
+        # the read timeout cannot catch a byte now and then: past the deadline the client is
+        # closed under the request, which then fails at once
+        watchdog = threading.Timer(max(left, 0.0), client.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return _one_request(client, url, settings, expect, deadline)
+        except _Retryable as exc:
+            last_error = str(exc)
+        except (httpx.HTTPError, RuntimeError, OSError) as exc:
+            if time.monotonic() < deadline:
+                raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
+            last_error = "deadline"
+        finally:
+            watchdog.cancel()
+            client.close()
+        if last_error == "deadline":
+            raise FetchError(f"{url}: not fetched within {settings.http_deadline:g} s (DIGEST_HTTP_DEADLINE); "
+                             "the server is too slow")
+        if attempt == attempts:
+            break
+        if time.monotonic() + delay >= deadline:
+            raise FetchError(f"{url}: {last_error}; no time left for a retry within {settings.http_deadline:g} s "
+                             "(DIGEST_HTTP_DEADLINE)")
+        time.sleep(delay)
+        delay *= 2
     raise FetchError(f"{url}: {last_error} (gave up after {attempts} attempts)")
 
 
@@ -102,7 +127,7 @@ class _Retryable(Exception):
     pass
 
 
-def _one_request(client: httpx.Client, url: str, settings: Settings, expect) -> FetchResult:
+def _one_request(client: httpx.Client, url: str, settings: Settings, expect, deadline: float) -> FetchResult:
     try:
         with client.stream("GET", url) as response:
             if response.status_code == 304:
@@ -120,6 +145,9 @@ def _one_request(client: httpx.Client, url: str, settings: Settings, expect) -> 
             _check_type(content_type, expect, url)
             chunks, total = [], 0
             for chunk in response.iter_bytes():
+                if time.monotonic() >= deadline:
+                    raise FetchError(f"{url}: not fetched within {settings.http_deadline:g} s (DIGEST_HTTP_DEADLINE); "
+                                     f"the server is too slow ({total} bytes so far)")
                 total += len(chunk)
                 if total > settings.max_feed_bytes:
                     raise FetchError(f"{url}: response is over the {settings.max_feed_bytes}-byte limit")
@@ -128,6 +156,8 @@ def _one_request(client: httpx.Client, url: str, settings: Settings, expect) -> 
                                last_modified=response.headers.get("last-modified"),
                                content_type=content_type, status=response.status_code)
     except httpx.TimeoutException:
+        if time.monotonic() >= deadline:
+            raise
         raise _Retryable(f"timed out after {settings.http_timeout:g} s") from None
     except httpx.ConnectError as exc:
         msg = str(exc) or "connection failed"
@@ -135,6 +165,6 @@ def _one_request(client: httpx.Client, url: str, settings: Settings, expect) -> 
             raise FetchError(f"{url}: DNS lookup failed ({msg})") from None
         raise _Retryable(f"connection failed ({msg})") from None
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if time.monotonic() >= deadline:      # the watchdog closed the connection
+            raise
         raise _Retryable(f"connection dropped ({exc})") from None
-    except httpx.HTTPError as exc:
-        raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -187,8 +188,14 @@ def _record_listings(session: Session, chunk: list[PaperRecord], source: str, no
 
 
 def ingest_source(settings: Settings, spec: SourceSpec, *, now: datetime | None = None,
-                  today: date | None = None, on_progress: Callable[[str], None] | None = None) -> IngestReport:
-    """Fetch, parse and store one source. Never raises for bad input: failures are in the report."""
+                  today: date | None = None, on_progress: Callable[[str], None] | None = None,
+                  store_lock=None) -> IngestReport:
+    """Fetch, parse and store one source. Never raises for bad input: failures are in the report.
+
+    ``store_lock`` (the scheduler's): held only while storing, not while fetching, so a slow
+    source never holds up a send; papers are then first seen when stored, after any plan
+    that could not see them (the plan's diff rests on that)."""
+    stamp_at_store = now is None and store_lock is not None
     now = now or clock.now()
     location = spec.location(today or now.date())
     report = IngestReport(source=spec.name, location=location)
@@ -221,9 +228,11 @@ def ingest_source(settings: Settings, spec: SourceSpec, *, now: datetime | None 
         report.warnings.extend(parsed.warnings)
         if parsed.fatal:
             raise FetchError(parsed.fatal)
-        with session_scope(settings) as session:
-            counts = upsert_records(session, parsed.records, spec.name, now)
-            _store_state(session, spec.name, location, fetched, body_hash, now)
+        with store_lock or nullcontext():
+            stored_at = clock.now() if stamp_at_store else now
+            with session_scope(settings) as session:
+                counts = upsert_records(session, parsed.records, spec.name, stored_at)
+                _store_state(session, spec.name, location, fetched, body_hash, stored_at)
         report.new, report.updated, report.unchanged, report.new_ids = counts.new, counts.updated, counts.unchanged, counts.new_ids
         report.skipped = parsed.skipped
         if not parsed.records and not parsed.skipped:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -172,8 +173,14 @@ class Digest(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
     edition: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16), default="planned")  # planned|sending|sent|failed|skipped
+    # planned|sending|sent|deferred|failed|skipped|expired|exhausted (attempts used up)|
+    # unconfirmed (sent, the server never answered; not sent again)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # sends whose outcome is unknown: message data sent and no reply, or the sender died with
+    # the message in flight (see digest/delivery/send.py); bounds the copies a reader can get
+    unconfirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    in_flight: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str | None] = mapped_column(Text)

@@ -8,7 +8,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -48,10 +48,15 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, description="SMTP socket timeout, seconds")
     smtp_retries: int = Field(3, ge=0, description="Retries of a temporary SMTP failure")
     send_lease_seconds: int = Field(300, ge=5, description="How long a claimed digest stays reserved for one sender")
+    ambiguous_retry: Literal["once", "never"] = Field(
+        "once", description="A message whose data the server got without answering (it may have been "
+        "delivered) is sent again once, or never; either way a reader gets at most two copies")
     bounce_after: int = Field(3, ge=1, description="Consecutive permanent failures before a subscriber is 'bounced'")
     worker_poll_seconds: float = Field(5.0, gt=0, description="How often an idle `digest worker` looks for planned digests")
 
     http_timeout: float = Field(20.0, description="HTTP timeout for feed fetches, seconds")
+    http_deadline: float = Field(120.0, gt=0, description="Longest a whole fetch of one source may take, "
+                                 "retries included, seconds (a slow feed is given up after it)")
     http_retries: int = Field(3, ge=0, description="Retries on 5xx/timeouts when fetching a feed")
     http_backoff: float = Field(1.0, ge=0, description="First retry delay, seconds (doubles each retry)")
     max_feed_bytes: int = Field(50_000_000, description="Largest feed body accepted, bytes")
