@@ -74,12 +74,26 @@ def match_version(settings: Settings, config: TopicConfig) -> str:
 
 
 def run_match(settings: Settings, config: TopicConfig) -> int:
+    from digest.topics.learn_store import learned_matcher, versioned
     from digest.topics.store import match_pending
 
-    matcher = matcher_for(settings, config)
+    base = matcher_for(settings, config)
     with session_scope(settings) as session:
+        # the newest learned model, if any; a new model changes the version, so pending papers are re-scored
+        matcher, tag = learned_matcher(session, config, base, settings.matcher)
         return match_pending(session, config, matcher, lookback_days=settings.lookback_days,
-                             version=match_version(settings, config))
+                             version=versioned(match_version(settings, config), tag))
+
+
+def run_learn(settings: Settings, config: TopicConfig, *, force: bool = False):
+    """Retrain the relevance model from stored votes and examples (a no-op when they did not
+    change), then re-score the pending papers with it. Returns the LearnResult."""
+    from digest.topics.learn_store import learn
+
+    with session_scope(settings) as session:
+        result = learn(session, config, matcher_for(settings, config), settings.matcher, force=force)
+    run_match(settings, config)
+    return result
 
 
 def plan_options(settings: Settings) -> PlanOptions:

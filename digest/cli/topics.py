@@ -56,6 +56,19 @@ def check(file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HE
     Example: digest topics check --file config/topics.yaml
     """
     config = _load(file)
+    if any(t.example_lines for t in config.topics):  # examples must name stored papers
+        from digest.store.db import session_scope
+        from digest.topics.learn_store import missing_examples
+
+        try:
+            with session_scope() as session:
+                errors = missing_examples(session, config)
+        except Exception as exc:
+            _fail(f"error: cannot check examples against the database: {exc}")
+        for error in errors:
+            typer.echo(str(error), err=True)
+        if errors:
+            _fail(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {config.path}")
     typer.echo(f"OK: {len(config.topics)} topics")
 
 
@@ -147,12 +160,18 @@ def classify(
     matcher_kind: MatcherKind = typer.Option(
         MatcherKind.lexical, "--matcher",
         help="lexical (words) or semantic (words + sentence embeddings; needs the 'semantic' extra)."),
+    feedback: Optional[Path] = typer.Option(
+        None, "--feedback",
+        help='JSON-lines votes to learn from first: {"paper": {id, title, abstract, ...}, "topic": "<id>", "relevant": true|false}.'),
 ) -> None:
     """Match papers from a JSON-lines file against a topics file (no database).
 
     Prints one JSON line per paper: {"id": ..., "topics": [{"id", "score", "matched"}]},
     listing only the topics the paper is assigned to. Bad input lines are reported on stderr
     with their line number and skipped; the exit code is then 1.
+
+    With --feedback, a relevance model is first learned from those votes (as from stored votes
+    and examples, see `digest topics learn`); the output format stays the same.
 
     Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
     """
@@ -164,6 +183,18 @@ def classify(
         matcher = make_matcher(config, matcher_kind.value)
     except Exception as exc:  # the optional semantic packages are missing or broken
         _fail(f"error: {exc}")
+    feedback_errors: list[LineError] = []
+    if feedback is not None:
+        from digest.topics.classify import read_feedback
+        from digest.topics.learn import LearningMatcher, train
+
+        try:
+            labels, feedback_errors = read_feedback(feedback, config.ids)
+        except ValueError as exc:
+            _fail(f"error: {exc}")
+        model = train(matcher, labels)
+        if model is not None:
+            matcher = LearningMatcher(matcher, model, {str(lb.paper.id): lb.paper for lb in labels})
 
     def run(items):
         items = list(items)
@@ -197,6 +228,7 @@ def classify(
             cell = "\n".join(f"{a.topic_id} {a.score:.2f}: {', '.join(a.matched[:4])}" for a in assigned) or "-"
             table.add_row(paper.id, paper.title, cell)
         Console().print(table)
+    errors = feedback_errors + errors
     for error in errors:
         typer.echo(str(error), err=True)
     if errors:
