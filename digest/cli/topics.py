@@ -143,6 +143,68 @@ def preview(
         typer.echo(f"... and {len(rows) - limit} more")
 
 
+@topics_app.command("learn")
+def learn_cmd(
+    force: bool = typer.Option(False, "--force", help="Train a new version even if no vote or example changed."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP),
+) -> None:
+    """Retrain topic relevance from readers' votes and the admin's examples, then re-score the
+    papers not yet sent. The scheduler does the same every `learn_every_hours`.
+
+    Topics with fewer than 3 votes and examples keep the plain matcher.
+
+    Example: digest topics learn
+    """
+    from digest.pipeline import run_learn
+    from digest.store.settings import get_settings
+
+    config = _load(file)
+    try:
+        result = run_learn(get_settings(), config, force=force)
+    except Exception as exc:
+        _fail(f"error: cannot learn: {exc}")
+    state = "trained" if result.trained else "unchanged (same votes and examples)"
+    topics = ", ".join(result.topics) or "none (too few votes: every topic keeps the plain matcher)"
+    typer.echo(f"model version {result.version}, {state}: {result.labels} labels; learned topics: {topics}")
+
+
+@topics_app.command("report")
+def report_cmd(
+    days: int = typer.Option(30, "--days", min=1, help="Look at the last N days of digests and votes."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP),
+) -> None:
+    """Topic health: per topic, papers shown, votes, precision from votes, the most disliked
+    papers with what matched them, words that separate liked from disliked papers (suggested
+    keywords and excludes) and the topics that catch the same papers.
+
+    Example: digest topics report --days 14
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from digest.store.db import session_scope
+    from digest.topics.report import topic_health
+
+    config = _load(file)
+    try:
+        with session_scope() as session:
+            health = topic_health(session, config, days)
+    except Exception as exc:
+        _fail(f"error: cannot read the database: {exc}")
+    table = Table(title=f"Topic health, last {days} days")
+    for col in ("topic", "shown", "votes", "precision", "most disliked (what matched)", "suggested keywords",
+                "suggested excludes", "shares papers with"):
+        table.add_column(col, justify="right" if col in ("shown", "votes", "precision") else "left")
+    for h in health:
+        table.add_row(
+            (h.topic_id + " (!)") if h.unhealthy else h.topic_id, str(h.shown), str(h.votes),
+            "-" if h.precision is None else f"{h.precision:.2f}",
+            "\n".join(f"{pid} x{n}: {title[:50]} ({', '.join(m[:3])})" for pid, title, n, m in h.disliked[:3]) or "-",
+            ", ".join(h.suggest_keywords) or "-", ", ".join(h.suggest_excludes) or "-",
+            ", ".join(f"{t} ({n})" for t, n in h.overlaps) or "-")
+    Console(width=200).print(table)
+
+
 class OutputFormat(str, Enum):
     json = "json"
     table = "table"

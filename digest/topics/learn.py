@@ -37,6 +37,7 @@ from digest.topics.words import STOPWORDS, _chunks, stem
 FEATURES = ("assigned", "score", "strongest", "phrases", "best", "z", "like_relevant", "like_not_relevant",
             "like_margin")
 LIKE_RELEVANT = "like papers readers marked relevant"
+LIKE_MIN = 0.3  # similarity to a relevant paper that is worth saying in "why"
 
 
 @dataclass(frozen=True)
@@ -327,14 +328,14 @@ class LearningMatcher:
     def learned_topics(self) -> list[str]:
         return [t for t in self.config.ids if t in self.model.topics]
 
-    def probabilities(self, papers: Sequence[Any]) -> tuple[list[_PaperEvidence], dict[str, list[float]], dict]:
+    def probabilities(self, papers: Sequence[Any]) -> tuple[list[_PaperEvidence], dict[str, list[float]], dict, dict]:
         import numpy as np
 
         papers = list(papers)
         evidence = _evidence(self.base, papers)
         learned = self.learned_topics
         if not papers or not learned:
-            return evidence, {}, {}
+            return evidence, {}, {}, {}
         P = self._vectors.of(papers)
         sims = _Vectors.sims(P, self._V)
         sim_pos, sim_neg = {}, {}
@@ -356,7 +357,7 @@ class LearningMatcher:
             logits = X[mask][:, 1:] @ np.asarray(part["coef"]) + part["intercept"]
             prob[mask] = 1.0 / (1.0 + np.exp(-logits))
         out = {tid: [float(prob[i * len(learned) + k]) for i in range(len(papers))] for k, tid in enumerate(learned)}
-        return evidence, out, sim_pos
+        return evidence, out, sim_pos, sim_neg
 
     def match(self, paper: Any) -> list[Assignment]:
         return self.match_many([paper])[0]
@@ -366,9 +367,10 @@ class LearningMatcher:
 
     def decide(self, papers) -> list[list[tuple[Assignment, bool]]]:
         """For each paper, every topic with evidence or a learned probability: (assignment,
-        assigned?), best first. Learned topics carry ``learned:0.83`` in their evidence."""
+        assigned?), best first. A learned topic's score is the model's probability; its evidence
+        starts with "like papers readers marked relevant" when that is what put the paper there."""
         papers = list(papers)
-        evidence, prob, sim_pos = self.probabilities(papers)
+        evidence, prob, sim_pos, sim_neg = self.probabilities(papers)
         keep_at = float(self.model.params.get("threshold", 0.5))
         add_at = float(self.model.params.get("add_threshold", 0.7))
         order = {t: i for i, t in enumerate(self.config.ids)}
@@ -382,12 +384,13 @@ class LearningMatcher:
                 p = probs[i]
                 threshold = keep_at if tid in ev.assigned else add_at
                 lexical = ev.lexical.get(tid)
-                matched = list(lexical[4]) if lexical else []
-                if p >= threshold and tid in sim_pos and sim_pos[tid][i] >= 0.3 and (not lexical or tid not in ev.assigned):
+                plain = ev.assigned.get(tid)
+                matched = list(plain.matched) if plain is not None else list(lexical[4]) if lexical else []
+                like = sim_pos[tid][i] if tid in sim_pos else 0.0
+                unlike = sim_neg[tid][i] if tid in sim_neg else 0.0
+                if p >= threshold and like >= LIKE_MIN and like > unlike:  # the reader's words for "why"
                     matched.insert(0, LIKE_RELEVANT)
-                base = ev.assigned.get(tid)
-                matched = list(base.matched) if base is not None and not lexical else matched
-                row.append((Assignment(tid, round(p, 3), matched + [f"learned:{p:.2f}"]), p >= threshold))
+                row.append((Assignment(tid, round(p, 3), matched), p >= threshold))
             row.sort(key=lambda r: (-r[0].score, order.get(r[0].topic_id, 0)))
             out.append(row)
         return out
