@@ -17,6 +17,7 @@ from digest.store.db import session_factory, session_scope
 from digest.sources.ingest import IngestReport, adhoc_spec, ingest_all
 from digest.store.models import Subscriber
 from digest.plan import PlanOptions, PlanReport, plan_edition
+from digest.topics.personal import PersonalOrder
 from digest.delivery.send import SendReport, send_pending
 from digest.email.builder import ContentBuilder
 from digest.store.settings import Settings
@@ -150,7 +151,7 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
     make = session_factory(settings)
     with make() as session:
         report.plan = plan_edition(session, config.ids, plan_options(settings), edition=edition, now=now,
-                                   subscriber_ids=ids, dry_run=dry_run)
+                                   subscriber_ids=ids, dry_run=dry_run, personal=PersonalOrder())
     renderer = Renderer(settings)
     if dry_run:
         report.send = SendReport()

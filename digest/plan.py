@@ -236,8 +236,11 @@ def _insert_items(session: Session, rows: list[tuple]) -> None:
 
 def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOptions, *,
                  edition: date | None = None, now: datetime | None = None,
-                 subscriber_ids: list[int] | None = None, dry_run: bool = False) -> PlanReport:
+                 subscriber_ids: list[int] | None = None, dry_run: bool = False, personal=None) -> PlanReport:
     """Write one `planned` digest row (and its items) per due subscriber with something new.
+
+    ``personal``: an object with ``load(session, subscriber_ids)`` and ``apply(subscriber_id,
+    items)`` that puts each reader's sections in their own order (digest.topics.personal).
 
     Idempotent and safe to run twice at once: the (subscriber, edition) key is unique and
     rows that exist are left alone. Commits per batch of subscribers.
@@ -268,6 +271,8 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             .where(Digest.subscriber_id.in_(ids), Digest.edition.in_(set(editions.values())))
         ))
         last = _last_planned(session, ids)
+        if personal is not None:  # personal order from readers' votes (issue 14)
+            personal.load(session, ids)
         digest_rows, items_by_sub = [], {}
         for sub in batch:
             ed = editions[sub.id]
@@ -293,6 +298,8 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             items = group_cache.get(key)
             if items is None:
                 items = group_cache[key] = index.sections(cut, topics, cap=cap, trending=trending)
+            if personal is not None:
+                items = personal.apply(sub.id, items)
             if not items and not (options.send_empty and cut < len(cands)):
                 report.empty += 1
                 continue

@@ -33,6 +33,7 @@ from digest.pipeline import plan_options, run_ingest, run_learn, run_match
 from digest.store.state import put_state
 from digest.topics.current import current_topics
 from digest.plan import plan_edition
+from digest.topics.personal import PersonalOrder
 from digest.delivery.send import send_pending, worker_id
 from digest.store.settings import Settings
 
@@ -193,7 +194,7 @@ class DigestScheduler:
             for group in groups:
                 with make() as session:
                     plan = plan_edition(session, config.ids, plan_options(self.settings), edition=group.edition,
-                                        now=now, subscriber_ids=group.subscriber_ids)
+                                        now=now, subscriber_ids=group.subscriber_ids, personal=PersonalOrder())
                 totals["planned"] += plan.planned
                 totals["groups"] += 1
                 editions.add(group.edition)

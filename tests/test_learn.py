@@ -194,3 +194,43 @@ def test_topics_check_names_examples_that_are_not_stored(settings, config_dir):
     path.write_text(bad, encoding="utf-8")
     out = _cli("topics", "check")
     assert out.returncode == 2 and "field 'examples': item 1 'not-an-id' is not an arXiv id" in out.stderr
+
+
+def test_a_readers_votes_order_their_sections(settings):
+    """Ada liked medical segmentation and disliked satellite papers: in her next digest the medical
+    paper comes first and the near copy of a disliked paper is not shown; Bob (no votes) keeps
+    the shared order."""
+    from digest.plan import PlanOptions, plan_edition
+    from digest.store.models import DigestItem
+    from digest.topics.personal import PersonalOrder
+
+    now = clock.now()
+    fb = learn_data.feedback()
+    old, new = now - timedelta(days=3), now - timedelta(hours=1)
+    near_copy = dict(learn_data.satellite(0), id="2601.40000")
+    street = learn_data.paper("2601.50000", "Image segmentation of street scenes",
+                              "Panoptic segmentation of driving videos with a lightweight decoder.")
+    fresh = [street, near_copy, learn_data.medical(6)]
+    with session_scope(settings) as session:
+        _store(session, [v["paper"] for v in fb], old)
+        _store(session, fresh, new)
+        for rank, p in enumerate(fresh):
+            session.add(TopicMatch(paper_id=p["id"], topic_id="segmentation", score=0.9 - rank * 0.1,
+                                   matched=["segmentation"], matched_at=new))
+        ada = add_subscriber(session, "ada@example.org", ["segmentation"])
+        bob = add_subscriber(session, "bob@example.org", ["segmentation"])
+        for v in fb:
+            record_vote(session, ada.id, v["paper"]["id"], "segmentation", v["relevant"])
+        ids = (ada.id, bob.id)
+    with session_scope(settings) as session:
+        report = plan_edition(session, ["segmentation"], PlanOptions(lookback_days=2), now=now,
+                              personal=PersonalOrder())
+        assert report.planned == 2
+    with session_scope(settings) as session:
+        def section(sid):
+            rows = session.scalars(select(DigestItem).where(DigestItem.subscriber_id == sid)
+                                   .order_by(DigestItem.position)).all()
+            return [(r.paper_id, r.shown) for r in rows]
+
+        assert section(ids[1]) == [(p["id"], True) for p in fresh]
+        assert section(ids[0]) == [(fresh[2]["id"], True), (fresh[0]["id"], True), (near_copy["id"], False)]
