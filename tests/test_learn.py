@@ -234,3 +234,43 @@ def test_a_readers_votes_order_their_sections(settings):
 
         assert section(ids[1]) == [(p["id"], True) for p in fresh]
         assert section(ids[0]) == [(fresh[2]["id"], True), (fresh[0]["id"], True), (near_copy["id"], False)]
+
+
+def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
+    """Matching stores each paper's best topic just below its threshold; the planner adds at most
+    one such paper per section, as a question the email names "Is this <topic>?"."""
+    from digest.email.builder import ContentBuilder
+    from digest.email.content import Recipient
+    from digest.plan import PlanOptions, plan_edition
+    from digest.pipeline import run_match
+    from digest.store.models import DigestItem, NearMatch
+
+    (config_dir / "topics.yaml").write_text(TOPICS.read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_topics(config_dir / "topics.yaml")
+    now = clock.now()
+    inside = learn_data.medical(1)
+    near = [learn_data.paper(f"2601.6000{i}", f"Counting cells in microscopy {i}",
+                             f"We segment cells in {i} slides. Segmentation of cells is hard.") for i in range(2)]
+    with session_scope(settings) as session:
+        _store(session, [inside] + near, now - timedelta(hours=1))
+        sub = add_subscriber(session, "ada@example.org", ["segmentation"])
+        sid = sub.id
+    run_match(settings, config)
+    with session_scope(settings) as session:
+        assert {m.paper_id for m in session.scalars(select(TopicMatch))} == {inside["id"]}
+        assert {(n.paper_id, n.topic_id) for n in session.scalars(select(NearMatch))} == \
+            {(p["id"], "segmentation") for p in near}
+        plan_edition(session, config.ids, PlanOptions(lookback_days=2), now=now)
+    with session_scope(settings) as session:
+        rows = session.scalars(select(DigestItem).where(DigestItem.subscriber_id == sid)).all()
+        sections = [(r.section, r.paper_id) for r in rows]
+        assert ("segmentation", inside["id"]) in sections
+        asked = [p for s, p in sections if s == "ask:segmentation"]
+        assert len(asked) == 1 and asked[0] in {p["id"] for p in near}  # at most one per section
+        from digest.plan import PlannedItem
+
+        builder = ContentBuilder(settings, {t.id: t.name for t in config.topics})
+        builder.load(session, {r.paper_id for r in rows})
+        content = builder.build(Recipient(sid, "ada@example.org", None), now.date(),
+                                [PlannedItem(r.paper_id, r.section, r.position, r.shown) for r in rows])
+    assert [s.name for s in content.sections] == ["Medical image segmentation", "Is this Medical image segmentation?"]

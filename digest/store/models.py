@@ -246,3 +246,15 @@ class TopicModel(Base):
     labels_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[int] = mapped_column(Integer, default=0)
     model: Mapped[dict | None] = mapped_column(JSON)  # None: too few labels, the plain matcher
+
+
+class NearMatch(Base):
+    """A paper's best topic just below the threshold: the planner may ask readers "Is this
+    <topic>?" about it (at most one paper per section), so recall can be learned too."""
+
+    __tablename__ = "near_matches"
+
+    paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    topic_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list] = mapped_column(JSON, default=list)

@@ -1,4 +1,4 @@
-"""votes (readers' relevant / not for me) and learned topic models
+"""votes (readers' relevant / not for me), learned topic models, near matches ("Is this <topic>?")
 
 Revision ID: 0007
 Revises: 0003
@@ -46,9 +46,23 @@ def upgrade() -> None:
         sa.Column('model', sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint('version'),
     )
+    op.create_table(
+        'near_matches',
+        sa.Column('paper_id', sa.String(length=64), nullable=False),
+        sa.Column('topic_id', sa.String(length=64), nullable=False),
+        sa.Column('score', sa.Float(), nullable=False),
+        sa.Column('matched', sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(['paper_id'], ['papers.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('paper_id', 'topic_id'),
+    )
+    with op.batch_alter_table('near_matches', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_near_matches_topic_id'), ['topic_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('near_matches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_near_matches_topic_id'))
+    op.drop_table('near_matches')
     op.drop_table('topic_models')
     with op.batch_alter_table('votes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_votes_topic_id'))
