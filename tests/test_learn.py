@@ -274,3 +274,8 @@ def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
         content = builder.build(Recipient(sid, "ada@example.org", None), now.date(),
                                 [PlannedItem(r.paper_id, r.section, r.position, r.shown) for r in rows])
     assert [s.name for s in content.sections] == ["Medical image segmentation", "Is this Medical image segmentation?"]
+    from digest.email.render import render
+
+    rendered = render(settings, content)
+    assert "Is this Medical image segmentation?" in rendered.html and "Is this" in rendered.text
+    assert "Is this" not in rendered.subject and rendered.subject.startswith("1 new paper: Medical image segmentation")
