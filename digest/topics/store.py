@@ -13,20 +13,22 @@ NEAR_LEARNED = 0.25  # ... a learned probability this far below its threshold
 
 def decide_many(matcher, papers) -> tuple[list[list], list]:
     """For each paper: its assignments, and its best topic just below the threshold (or None)."""
-    if hasattr(matcher, "decide"):  # the learned matcher says how close each topic came
+    learned_near: list = [None] * len(papers)
+    learned: set[str] = set()
+    if hasattr(matcher, "decide"):  # the learned matcher says how close each of its topics came
         rows = matcher.decide(papers)
         assigned = [[a for a, ok in row if ok] for row in rows]
-        near = [next((a for a, ok in row if not ok and a.score >= 0.5 - NEAR_LEARNED), None) for row in rows]
-        return assigned, near
-    assigned = matcher.match_many(papers)
+        learned_near = [next((a for a, ok in row if not ok and a.score >= 0.5 - NEAR_LEARNED), None) for row in rows]
+        learned = set(matcher.learned_topics)
+    else:
+        assigned = matcher.match_many(papers)
     lexical = getattr(matcher, "lexical", None) or matcher
     near = []
-    for paper, got in zip(papers, assigned):
+    for paper, got, best in zip(papers, assigned, learned_near):
         taken = {a.topic_id for a in got}
-        best = None
-        for c in lexical.candidates(paper):  # best first
+        for c in lexical.candidates(paper) if best is None else ():  # best first
             tid = c.assignment.topic_id
-            if tid not in taken and not c.assigned and \
+            if tid not in taken and tid not in learned and not c.assigned and \
                     c.assignment.score >= config_min(lexical, tid) - NEAR_LEXICAL:
                 best = c.assignment
                 break
