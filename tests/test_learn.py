@@ -279,3 +279,26 @@ def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
     rendered = render(settings, content)
     assert "Is this Medical image segmentation?" in rendered.html and "Is this" in rendered.text
     assert "Is this" not in rendered.subject and rendered.subject.startswith("1 new paper: Medical image segmentation")
+
+
+def test_the_scheduler_retrains_on_its_schedule(settings, config_dir):
+    """The scheduler has a learn job; running it trains a version from the stored votes, and a
+    second run with no new vote stores nothing new."""
+    from digest.scheduler import DigestScheduler
+
+    (config_dir / "topics.yaml").write_text(TOPICS.read_text(encoding="utf-8"), encoding="utf-8")
+    fb = learn_data.feedback()
+    with session_scope(settings) as session:
+        _store(session, [v["paper"] for v in fb], clock.now() - timedelta(hours=1))
+        ada = add_subscriber(session, "ada@example.org", ["segmentation"])
+        for v in fb:
+            record_vote(session, ada.id, v["paper"]["id"], "segmentation", v["relevant"])
+    sched = DigestScheduler(settings)
+    sched.add_jobs()
+    job = sched.scheduler.get_job("learn")
+    assert job is not None and job.trigger.interval == timedelta(hours=settings.learn_every_hours)
+    sched.learn_job()
+    sched.learn_job()
+    with session_scope(settings) as session:
+        rows = session.scalars(select(TopicModel)).all()
+        assert len(rows) == 1 and set(rows[0].model["topics"]) == {"segmentation"}
