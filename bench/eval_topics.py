@@ -1,7 +1,7 @@
 """Measure topic matching on a labelled JSON-lines file, next to a naive baseline.
 
     .venv/bin/python -m bench.eval_topics [--matcher lexical|semantic|both] [--papers labeled.jsonl]
-        [--topics topics.yaml] [--json out.json] [--folds 5] [--repeats 3] [--no-split]
+        [--topics topics.yaml] [--json out.json] [--folds 5] [--repeats 3] [--no-split] [--simulate-readers]
 
 Each labelled record has ``id``, ``title``, ``abstract`` and its gold topic ids under
 ``topics`` (or ``labels``). The matcher runs through the real ``digest classify`` command (a
@@ -65,17 +65,29 @@ def classify_cmd() -> list[str]:
     return [sys.executable, "-c", code, "classify"]
 
 
-def run_cli(records: list[dict], topics: Path, matcher: str = "lexical") -> dict[str, set[str]]:
+def _paper_json(rec: dict) -> dict:
+    return {"id": rec["id"], "title": rec["title"], "abstract": rec.get("abstract", ""),
+            "authors": rec.get("authors") or [], "categories": rec.get("categories") or []}
+
+
+def run_cli(records: list[dict], topics: Path, matcher: str = "lexical", feedback: list[dict] | None = None) -> dict[str, set[str]]:
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as fh:
         for rec in records:
-            fh.write(json.dumps({"id": rec["id"], "title": rec["title"], "abstract": rec.get("abstract", ""),
-                                 "authors": rec.get("authors") or [], "categories": rec.get("categories") or []}) + "\n")
+            fh.write(json.dumps(_paper_json(rec)) + "\n")
         tmp = fh.name
+    extra, tmp_feedback = [], None
+    if feedback is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as fh:
+            fh.writelines(json.dumps(v) + "\n" for v in feedback)
+            tmp_feedback = fh.name
+        extra = ["--feedback", tmp_feedback]
     try:
-        proc = subprocess.run(classify_cmd() + ["--topics", str(topics), "--papers", tmp, "--format", "json", "--matcher", matcher],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(classify_cmd() + ["--topics", str(topics), "--papers", tmp, "--format", "json", "--matcher", matcher]
+                              + extra, capture_output=True, text=True, cwd=ROOT)
     finally:
         Path(tmp).unlink(missing_ok=True)
+        if tmp_feedback:
+            Path(tmp_feedback).unlink(missing_ok=True)
     if proc.returncode != 0:
         raise SystemExit(f"digest classify failed ({proc.returncode}):\n{proc.stderr}")
     out = {}
@@ -212,6 +224,33 @@ def kfold_semantic(records: list[dict], hybrid, only, k: int, repeats: int) -> d
     return out
 
 
+def simulate_readers(records: list[dict], topics: Path, matcher: str, topic_ids: list[str], splits: int = 5,
+                     examples: int = 3) -> dict:
+    """The protocol of issue 14 (section 4): for each of ``splits`` fixed shuffles, classify the
+    first half with no feedback; simulated readers vote on every assigned (paper, topic) pair
+    (relevant = the label) and an admin adds up to ``examples`` labelled papers per topic that
+    were missed; then the second half is classified with and without that feedback (all through
+    ``digest classify``). The second half is never seen before it is scored."""
+    runs = []
+    for seed in range(splits):
+        order = list(range(len(records)))
+        random.Random(1000 + seed).shuffle(order)
+        half = len(order) // 2
+        first, second = [records[i] for i in order[:half]], [records[i] for i in order[half:]]
+        assigned = run_cli(first, topics, matcher)
+        feedback = [{"paper": _paper_json(r), "topic": t, "relevant": t in r["_gold"]}
+                    for r in first for t in sorted(assigned.get(r["id"], ()))]
+        for t in topic_ids:
+            missed = [r for r in first if t in r["_gold"] and t not in assigned.get(r["id"], set())][:examples]
+            feedback += [{"paper": _paper_json(r), "topic": t, "relevant": True} for r in missed]
+        plain = scores(second, run_cli(second, topics, matcher), topic_ids)["micro"]
+        learned = scores(second, run_cli(second, topics, matcher, feedback), topic_ids)["micro"]
+        runs.append({"seed": 1000 + seed, "votes": len(feedback), "no_feedback": plain, "feedback": learned})
+    mean = {k: {m: sum(r[k][m] for r in runs) / len(runs) for m in ("precision", "recall", "f1")}
+            for k in ("no_feedback", "feedback")}
+    return {"splits": runs, "mean": mean, "matcher": matcher}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--papers", type=Path, default=DEFAULT_PAPERS)
@@ -222,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5, help="k-fold cross-validation of the fitted parameters (0: skip)")
     ap.add_argument("--repeats", type=int, default=3, help="k-fold runs, each with another shuffle")
     ap.add_argument("--no-split", action="store_true", help="same as --folds 0")
+    ap.add_argument("--simulate-readers", action="store_true",
+                    help="only the feedback protocol: 5 fixed half splits, votes on the first half, scores on the second")
     args = ap.parse_args(argv)
     if args.no_split:
         args.folds = 0
@@ -233,6 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     records = read_labelled(args.papers)
     topic_ids = [t.id for t in config.topics]
     console = Console(width=max(Console().width, 120))
+
+    if args.simulate_readers:
+        kinds = ["lexical", "semantic"] if args.matcher == "both" else [args.matcher]
+        sims = {k: simulate_readers(records, args.topics, k, topic_ids) for k in kinds}
+        table = Table(title=f"Simulated readers on {args.papers.name}: second halves of 5 fixed splits (mean)")
+        for col in ("matcher", "feedback", "micro P", "micro R", "micro F1", "F1 per split"):
+            table.add_column(col, justify="left" if col in ("matcher", "feedback") else "right")
+        for k, res in sims.items():
+            for key, label in (("no_feedback", "none"), ("feedback", "votes + examples")):
+                m = res["mean"][key]
+                table.add_row(k, label, *(f"{m[x]:.3f}" for x in ("precision", "recall", "f1")),
+                              " ".join(f"{r[key]['f1']:.2f}" for r in res["splits"]))
+        console.print(table)
+        if args.json:
+            args.json.write_text(json.dumps({"papers": str(args.papers), "simulate_readers": sims}, indent=2), encoding="utf-8")
+        return 0
 
     results: dict[str, dict] = {}
     timing: dict[str, float] = {}

@@ -17,6 +17,7 @@ from digest.store.db import session_factory, session_scope
 from digest.sources.ingest import IngestReport, adhoc_spec, ingest_all
 from digest.store.models import Subscriber
 from digest.plan import PlanOptions, PlanReport, plan_edition
+from digest.topics.personal import PersonalOrder
 from digest.delivery.send import SendReport, send_pending
 from digest.email.builder import ContentBuilder
 from digest.store.settings import Settings
@@ -75,12 +76,26 @@ def match_version(settings: Settings, config: TopicConfig) -> str:
 
 
 def run_match(settings: Settings, config: TopicConfig) -> int:
+    from digest.topics.learn_store import learned_matcher, versioned
     from digest.topics.store import match_pending
 
-    matcher = matcher_for(settings, config)
+    base = matcher_for(settings, config)
     with session_scope(settings) as session:
+        # the newest learned model, if any; a new model changes the version, so pending papers are re-scored
+        matcher, tag = learned_matcher(session, config, base, settings.matcher)
         return match_pending(session, config, matcher, lookback_days=settings.lookback_days,
-                             version=match_version(settings, config))
+                             version=versioned(match_version(settings, config), tag))
+
+
+def run_learn(settings: Settings, config: TopicConfig, *, force: bool = False):
+    """Retrain the relevance model from stored votes and examples (a no-op when they did not
+    change), then re-score the pending papers with it. Returns the LearnResult."""
+    from digest.topics.learn_store import learn
+
+    with session_scope(settings) as session:
+        result = learn(session, config, matcher_for(settings, config), settings.matcher, force=force)
+    run_match(settings, config)
+    return result
 
 
 def plan_options(settings: Settings) -> PlanOptions:
@@ -137,7 +152,7 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
     make = session_factory(settings)
     with make() as session:
         report.plan = plan_edition(session, config.ids, plan_options(settings), edition=edition, now=now,
-                                   subscriber_ids=ids, dry_run=dry_run)
+                                   subscriber_ids=ids, dry_run=dry_run, personal=PersonalOrder())
     renderer = Renderer(settings)
     if dry_run:
         report.send = SendReport()

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest import clock
-from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from digest.store.models import Digest, DigestItem, NearMatch, Paper, Subscriber, TopicMatch
 
 log = logging.getLogger("digest.plan")
 ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred", "unconfirmed")  # papers spoken for (not exhausted)
@@ -92,6 +92,41 @@ def load_candidates(session: Session, since: datetime) -> list[Candidate]:
             if pid in cands:
                 cands[pid].scores[tid] = score
     return list(cands.values())
+
+
+# --- "Is this <topic>?" (issue 14): at most one paper per section just below the threshold, in
+# a section of its own named ASK + topic id, right after the topic's section.
+ASK = "ask:"
+
+
+def load_questions(session: Session, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
+    """Topic -> (first seen, paper id) of new papers just below its threshold, best first."""
+    rows = session.execute(
+        select(NearMatch.topic_id, NearMatch.paper_id, NearMatch.score, Paper.first_seen_at)
+        .join(Paper, Paper.id == NearMatch.paper_id)
+        .where(Paper.is_new.is_(True), Paper.first_seen_at > since)).all()
+    out: dict[str, list] = defaultdict(list)
+    for tid, pid, score, seen in sorted(rows, key=lambda r: (-r.score, r.paper_id)):
+        out[tid].append((seen, pid))
+    return out
+
+
+def add_questions(items: list[PlannedItem], questions: dict, since: datetime) -> list[PlannedItem]:
+    """Items with one question after each topic section that has a near paper not already shown."""
+    if not questions:
+        return items
+    taken = {it.paper_id for it in items}
+    out: list[PlannedItem] = []
+    for k, it in enumerate(items):
+        out.append(it)
+        last_of_section = k + 1 == len(items) or items[k + 1].section != it.section
+        if last_of_section and it.section in questions:
+            pid = next((p for seen, p in questions[it.section] if seen > since and p not in taken), None)
+            if pid is not None:
+                taken.add(pid)
+                out.append(PlannedItem(pid, ASK + it.section, 0, True))
+    return out
+# --- end "Is this <topic>?"
 
 
 def _rank_key(tid: str):
@@ -236,8 +271,11 @@ def _insert_items(session: Session, rows: list[tuple]) -> None:
 
 def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOptions, *,
                  edition: date | None = None, now: datetime | None = None,
-                 subscriber_ids: list[int] | None = None, dry_run: bool = False) -> PlanReport:
+                 subscriber_ids: list[int] | None = None, dry_run: bool = False, personal=None) -> PlanReport:
     """Write one `planned` digest row (and its items) per due subscriber with something new.
+
+    ``personal``: an object with ``load(session, subscriber_ids)`` and ``apply(subscriber_id,
+    items)`` that puts each reader's sections in their own order (digest.topics.personal).
 
     Idempotent and safe to run twice at once: the (subscriber, edition) key is unique and
     rows that exist are left alone. Commits per batch of subscribers.
@@ -247,6 +285,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
     report = PlanReport()
     horizon = now - timedelta(days=options.lookback_days)
     cands = load_candidates(session, horizon)
+    questions = load_questions(session, horizon)
     seen_times = [c.first_seen_at for c in cands]
     warned: set[str] = set()
     group_cache: dict[tuple, list[PlannedItem]] = {}
@@ -268,6 +307,8 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             .where(Digest.subscriber_id.in_(ids), Digest.edition.in_(set(editions.values())))
         ))
         last = _last_planned(session, ids)
+        if personal is not None:  # personal order from readers' votes (issue 14)
+            personal.load(session, ids)
         digest_rows, items_by_sub = [], {}
         for sub in batch:
             ed = editions[sub.id]
@@ -293,6 +334,9 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             items = group_cache.get(key)
             if items is None:
                 items = group_cache[key] = index.sections(cut, topics, cap=cap, trending=trending)
+            if personal is not None:
+                items = personal.apply(sub.id, items)
+            items = add_questions(items, questions, since) if items else items
             if not items and not (options.send_empty and cut < len(cands)):
                 report.empty += 1
                 continue

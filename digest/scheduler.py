@@ -29,10 +29,11 @@ from digest import clock
 from digest.store import locks
 from digest.store.db import session_factory, session_scope
 from digest.store.models import Digest, Subscriber
-from digest.pipeline import plan_options, run_ingest, run_match
+from digest.pipeline import plan_options, run_ingest, run_learn, run_match
 from digest.store.state import put_state
 from digest.topics.current import current_topics
 from digest.plan import plan_edition
+from digest.topics.personal import PersonalOrder
 from digest.delivery.send import send_pending, worker_id
 from digest.store.settings import Settings
 
@@ -178,6 +179,14 @@ class DigestScheduler:
                                          lookback_days=self.settings.lookback_days)
             log.info("event=compact removed=%d", removed)
 
+    def learn_job(self) -> None:
+        """Retrain the relevance model from readers' votes (no-op when no vote changed)."""
+        with self._work:
+            config, _ = current_topics(self.settings)
+            result = run_learn(self.settings, config)
+            if result.trained:
+                log.info("event=learn version=%d labels=%d topics=%d", result.version, result.labels, len(result.topics))
+
     def send_tick(self) -> dict:
         """Plan and send whatever is due now. Returns counts (for status and tests)."""
         from digest.delivery.backends import open_backend
@@ -201,7 +210,7 @@ class DigestScheduler:
             for group in groups:
                 with make() as session:
                     plan = plan_edition(session, config.ids, plan_options(self.settings), edition=group.edition,
-                                        now=now, subscriber_ids=group.subscriber_ids)
+                                        now=now, subscriber_ids=group.subscriber_ids, personal=PersonalOrder())
                 totals["planned"] += plan.planned
                 totals["groups"] += 1
                 editions.add(group.edition)
@@ -250,6 +259,9 @@ class DigestScheduler:
         self.scheduler.add_job(self._safe(self.send_tick), IntervalTrigger(minutes=1), id="send-tick",
                                name="send due editions", replace_existing=True, misfire_grace_time=50,
                                coalesce=True, next_run_time=clock.now())
+        self.scheduler.add_job(self._safe(self.learn_job), IntervalTrigger(hours=s.learn_every_hours), id="learn",
+                               name="retrain topic relevance from votes", replace_existing=True,
+                               misfire_grace_time=3600, coalesce=True)
         self.scheduler.add_job(self._safe(self.heartbeat), IntervalTrigger(seconds=max(0.5, self.lease / 3)),
                                id="heartbeat", name="renew the leader lease", replace_existing=True, misfire_grace_time=10, coalesce=True)
         self.scheduler.add_job(self._safe(self.record_status), IntervalTrigger(minutes=1), id="status",

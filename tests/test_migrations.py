@@ -14,4 +14,4 @@ def test_migrated_schema_matches_the_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == []
-    assert current_revision(db_url) == "0005"
+    assert current_revision(db_url) == "0007"

@@ -468,6 +468,17 @@ def status() -> None:
         if "topics_error" in state:
             err.print(f"topics.yaml is invalid (the last valid config is in use):\n{state['topics_error'].get('error')}",
                       markup=False, highlight=False)
+        # --- topic health (issue 14): one line per topic readers mostly dislike
+        from digest.topics.config import TopicConfigError, load_topics
+        from digest.topics.report import unhealthy_lines
+
+        try:
+            topics_config = load_topics(s.topics_file)
+        except TopicConfigError:
+            topics_config = None
+        for line in unhealthy_lines(session, topics_config) if topics_config else []:
+            console.print(line, markup=False, highlight=False)
+        # --- end topic health
 
 
 @app.command()

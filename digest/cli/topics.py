@@ -56,6 +56,19 @@ def check(file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HE
     Example: digest topics check --file config/topics.yaml
     """
     config = _load(file)
+    if any(t.example_lines for t in config.topics):  # examples must name stored papers
+        from digest.store.db import session_scope
+        from digest.topics.learn_store import missing_examples
+
+        try:
+            with session_scope() as session:
+                errors = missing_examples(session, config)
+        except Exception as exc:
+            _fail(f"error: cannot check examples against the database: {exc}")
+        for error in errors:
+            typer.echo(str(error), err=True)
+        if errors:
+            _fail(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {config.path}")
     typer.echo(f"OK: {len(config.topics)} topics")
 
 
@@ -130,6 +143,68 @@ def preview(
         typer.echo(f"... and {len(rows) - limit} more")
 
 
+@topics_app.command("learn")
+def learn_cmd(
+    force: bool = typer.Option(False, "--force", help="Train a new version even if no vote or example changed."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP),
+) -> None:
+    """Retrain topic relevance from readers' votes and the admin's examples, then re-score the
+    papers not yet sent. The scheduler does the same every `learn_every_hours`.
+
+    Topics with fewer than 3 votes and examples keep the plain matcher.
+
+    Example: digest topics learn
+    """
+    from digest.pipeline import run_learn
+    from digest.store.settings import get_settings
+
+    config = _load(file)
+    try:
+        result = run_learn(get_settings(), config, force=force)
+    except Exception as exc:
+        _fail(f"error: cannot learn: {exc}")
+    state = "trained" if result.trained else "unchanged (same votes and examples)"
+    topics = ", ".join(result.topics) or "none (too few votes: every topic keeps the plain matcher)"
+    typer.echo(f"model version {result.version}, {state}: {result.labels} labels; learned topics: {topics}")
+
+
+@topics_app.command("report")
+def report_cmd(
+    days: int = typer.Option(30, "--days", min=1, help="Look at the last N days of digests and votes."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help=FILE_HELP),
+) -> None:
+    """Topic health: per topic, papers shown, votes, precision from votes, the most disliked
+    papers with what matched them, words that separate liked from disliked papers (suggested
+    keywords and excludes) and the topics that catch the same papers.
+
+    Example: digest topics report --days 14
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from digest.store.db import session_scope
+    from digest.topics.report import topic_health
+
+    config = _load(file)
+    try:
+        with session_scope() as session:
+            health = topic_health(session, config, days)
+    except Exception as exc:
+        _fail(f"error: cannot read the database: {exc}")
+    table = Table(title=f"Topic health, last {days} days")
+    for col in ("topic", "shown", "votes", "precision", "most disliked (what matched)", "suggested keywords",
+                "suggested excludes", "shares papers with"):
+        table.add_column(col, justify="right" if col in ("shown", "votes", "precision") else "left")
+    for h in health:
+        table.add_row(
+            (h.topic_id + " (!)") if h.unhealthy else h.topic_id, str(h.shown), str(h.votes),
+            "-" if h.precision is None else f"{h.precision:.2f}",
+            "\n".join(f"{pid} x{n}: {title[:50]} ({', '.join(m[:3])})" for pid, title, n, m in h.disliked[:3]) or "-",
+            ", ".join(h.suggest_keywords) or "-", ", ".join(h.suggest_excludes) or "-",
+            ", ".join(f"{t} ({n})" for t, n in h.overlaps) or "-")
+    Console(width=200).print(table)
+
+
 class OutputFormat(str, Enum):
     json = "json"
     table = "table"
@@ -147,12 +222,18 @@ def classify(
     matcher_kind: MatcherKind = typer.Option(
         MatcherKind.lexical, "--matcher",
         help="lexical (words) or semantic (words + sentence embeddings; needs the 'semantic' extra)."),
+    feedback: Optional[Path] = typer.Option(
+        None, "--feedback",
+        help='JSON-lines votes to learn from first: {"paper": {id, title, abstract, ...}, "topic": "<id>", "relevant": true|false}.'),
 ) -> None:
     """Match papers from a JSON-lines file against a topics file (no database).
 
     Prints one JSON line per paper: {"id": ..., "topics": [{"id", "score", "matched"}]},
     listing only the topics the paper is assigned to. Bad input lines are reported on stderr
     with their line number and skipped; the exit code is then 1.
+
+    With --feedback, a relevance model is first learned from those votes (as from stored votes
+    and examples, see `digest topics learn`); the output format stays the same.
 
     Example: digest classify --topics config/topics.yaml --papers new.jsonl --format table
     """
@@ -164,6 +245,18 @@ def classify(
         matcher = make_matcher(config, matcher_kind.value)
     except Exception as exc:  # the optional semantic packages are missing or broken
         _fail(f"error: {exc}")
+    feedback_errors: list[LineError] = []
+    if feedback is not None:
+        from digest.topics.classify import read_feedback
+        from digest.topics.learn import LearningMatcher, train
+
+        try:
+            labels, feedback_errors = read_feedback(feedback, config.ids)
+        except ValueError as exc:
+            _fail(f"error: {exc}")
+        model = train(matcher, labels)
+        if model is not None:
+            matcher = LearningMatcher(matcher, model, {str(lb.paper.id): lb.paper for lb in labels})
 
     def run(items):
         items = list(items)
@@ -197,6 +290,7 @@ def classify(
             cell = "\n".join(f"{a.topic_id} {a.score:.2f}: {', '.join(a.matched[:4])}" for a in assigned) or "-"
             table.add_row(paper.id, paper.title, cell)
         Console().print(table)
+    errors = feedback_errors + errors
     for error in errors:
         typer.echo(str(error), err=True)
     if errors:

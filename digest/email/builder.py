@@ -61,6 +61,8 @@ class ContentBuilder:
             sec = sections.get(it.section)
             if sec is None:
                 name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
+                if it.section.startswith("ask:"):  # a paper just below a topic's threshold (digest.plan.add_questions)
+                    name = f"Is this {self.topic_names.get(it.section[4:], it.section[4:])}?"
                 sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
             if not (it.shown or all_shown):
                 sec.more += 1

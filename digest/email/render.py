@@ -97,6 +97,7 @@ class SectionView:
     all_papers: list[_Paper]
     extra: int                 # Section.more
     anchor: str = "papers"     # the section's id on the digest's web page (#t-{anchor})
+    question: bool = False     # an "Is this <topic>?" section (digest.plan.add_questions): not counted
     papers: list[_Paper] = field(default_factory=list)
     more: int = 0
     papers_html: Markup = Markup("")                       # the shown papers, rendered
@@ -510,11 +511,15 @@ class Renderer:
             if nothing_new:
                 continue
             extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
+            question = str(sec.topic_id).startswith("ask:")
+            if question and name:
+                named.pop()
             sections.append(SectionView(name=name or "Papers",
                                         all_papers=[paper(p) for p in sec.papers or ()],
-                                        extra=extra, anchor=section_anchor(sec.topic_id)))
+                                        extra=extra, anchor=section_anchor(sec.topic_id), question=question))
         sections = [s for s in sections if s.count > 0]
-        total = sum(s.count for s in sections)
+        counted = [s for s in sections if not s.question]  # headline and subject: not the questions
+        total = sum(s.count for s in counted)
         weekly = bool(content.weekly)
         edition = format_date(content.edition)
 
@@ -525,14 +530,14 @@ class Renderer:
             preheader = "No new papers matched your topics" + (" this week." if weekly else " today.")
             topics_line = ""
         else:
-            n_topics = len(sections)
+            n_topics = len(counted)
             papers = _plural(total, "new paper", "new papers")
             headline = f"{papers} in {_plural(n_topics, 'topic', 'topics')}"
-            names = ", ".join(trim_words(s.name, 40) for s in sections[:2])
+            names = ", ".join(trim_words(s.name, 40) for s in counted[:2])
             tail = f" +{n_topics - 2} more" if n_topics > 2 else ""
             when = " this week" if weekly else ""
             subject = f"{papers}{when}: {names}{tail} — {edition}"
-            chips = [f"{s.name} ({s.count})" for s in sections[:6]]
+            chips = [f"{s.name} ({s.count})" for s in counted[:6]]
             if n_topics > 6:
                 chips.append(f"+{n_topics - 6} more")
             topics_line = " · ".join(chips)

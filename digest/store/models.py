@@ -222,3 +222,46 @@ class AppState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Vote(Base):
+    """A reader's word on a paper in a section: relevant or not (one per subscriber, paper and
+    topic; a new vote replaces the old one). ``other_topic``: "this belongs in <other topic>"."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id", "topic_id", name="uq_vote"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    topic_id: Mapped[str] = mapped_column(String(64), index=True)
+    relevant: Mapped[bool] = mapped_column(Boolean)
+    other_topic: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TopicModel(Base):
+    """A learned relevance model (digest/topics/learn.py), one row per version; the newest is used."""
+
+    __tablename__ = "topic_models"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    config_version: Mapped[str] = mapped_column(String(64))
+    matcher: Mapped[str] = mapped_column(String(32), default="lexical")
+    labels_hash: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[dict | None] = mapped_column(JSON)  # None: too few labels, the plain matcher
+
+
+class NearMatch(Base):
+    """A paper's best topic just below the threshold: the planner may ask readers "Is this
+    <topic>?" about it (at most one paper per section), so recall can be learned too."""
+
+    __tablename__ = "near_matches"
+
+    paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    topic_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list] = mapped_column(JSON, default=list)

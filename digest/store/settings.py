@@ -37,6 +37,7 @@ class Settings(BaseSettings):
 
     matcher: str = Field("lexical", description="Topic matcher: lexical, or semantic (needs the 'semantic' extra)")
     lookback_days: int = Field(7, ge=1, description="How far back a first (or late) edition looks for papers")
+    learn_every_hours: int = Field(6, ge=1, description="How often the scheduler retrains topic relevance from readers' votes")
     ledger_keep_days: int = Field(30, ge=1, description="Days of per-paper send records kept (never less than the look-back window)")
     section_cap: int = Field(10, ge=1, description="Papers shown per section in a daily edition")
     weekly_section_cap: int = Field(5, ge=1, description="Papers shown per section in a weekly edition")

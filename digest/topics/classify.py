@@ -94,6 +94,51 @@ def read_papers(path: str | Path) -> tuple[list[PaperText], list[LineError]]:
     return papers, errors
 
 
+def read_feedback(path: str | Path, topic_ids: list[str]) -> tuple[list, list[LineError]]:
+    """Labels from a JSON-lines feedback file: ``{"paper": {...}, "topic": "<id>", "relevant": true}``
+    per line (``other_topic`` optional); bad lines are returned as errors and skipped."""
+    from digest.topics.learn import Label
+
+    labels, errors = [], []
+    known = set(topic_ids)
+    try:
+        fh = open(path, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    with fh:
+        try:
+            lines = list(fh)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("expected a JSON object")
+            paper = parse_paper(obj.get("paper"))
+            topic = obj.get("topic")
+            if topic not in known:
+                raise ValueError(f"unknown topic {topic!r}; known: {', '.join(topic_ids)}")
+            relevant = obj.get("relevant")
+            if not isinstance(relevant, bool):
+                raise ValueError("'relevant' must be true or false")
+            other = obj.get("other_topic")
+            if other is not None and other not in known:
+                raise ValueError(f"unknown other_topic {other!r}")
+        except json.JSONDecodeError as exc:
+            errors.append(LineError(str(path), number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        except ValueError as exc:
+            errors.append(LineError(str(path), number, str(exc)))
+            continue
+        labels.append(Label(paper, topic, relevant, "vote"))
+        if other:
+            labels.append(Label(paper, other, True, "vote"))
+    return labels, errors
+
+
 def classify_papers(matcher: Matcher, papers) -> Iterator[tuple[PaperText, list[Assignment]]]:
     for paper in papers:
         yield paper, matcher.match(paper)

@@ -15,6 +15,8 @@ Shape (every field but ``id``, ``name`` and one of ``keywords``/``description`` 
         authors: [Olaf Ronneberger] # papers by these people always match
         min_score: 0.6              # overrides defaults.min_score
         use_description: true       # false: the description is only shown, never matched
+        examples: [2401.01234]      # arXiv ids of stored papers that belong here (for learning)
+        counter_examples: [2401.04321]  # ... and of stored papers that do not
 
 Loading is all-or-nothing: :func:`load_topics` either returns a complete
 :class:`TopicConfig` or raises :class:`TopicConfigError` listing every problem found, each
@@ -52,7 +54,11 @@ SCHEMA_REVISION = "topics-v1"
 
 TOPIC_KEYS = {
     "id", "name", "description", "keywords", "exclude", "categories", "authors", "min_score", "use_description",
+    "examples", "counter_examples",
 }
+EXAMPLE_FIELDS = ("examples", "counter_examples")
+# arXiv ids as stored (no version): 2401.01234, or the old style hep-th/9901001
+ARXIV_ID_RE = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
 DEFAULT_KEYS = {"min_score", "exclude"}
 TOP_KEYS = {"topics", "defaults"}
 PHRASE_FIELDS = ("keywords", "exclude", "categories", "authors")
@@ -70,6 +76,11 @@ class Topic:
     min_score: float = DEFAULT_MIN_SCORE
     use_description: bool = True
     line: int = 0  # where the topic starts in its file (for messages); not part of the version
+    # Admin examples teach the learned model (digest/topics/learn.py), not the plain matcher, so
+    # they are not part of the version either; example_lines: (field, id, line) for messages.
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+    example_lines: tuple[tuple[str, str, int], ...] = field(default=(), compare=False)
 
     def normalised(self) -> dict[str, Any]:
         return {
@@ -243,6 +254,27 @@ class _Parser:
         self.err(node, f"must be a number between 0 and 1, got {_kind(node)}", topic, fld)
         return None
 
+    def example_ids(self, node: Node, topic: str | None, fld: str) -> list[tuple[str, int]] | None:
+        """A list of arXiv ids (as text, so 2401.01230 keeps its last zero: quote them or not)."""
+        if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            return []
+        if not isinstance(node, SequenceNode):
+            self.err(node, f"must be a list of arXiv ids such as [2401.01234], got {_kind(node)}", topic, fld)
+            return None
+        out: list[tuple[str, int]] = []
+        ok = True
+        for i, item in enumerate(node.value, start=1):
+            value = str(item.value).strip() if isinstance(item, ScalarNode) else ""
+            value = re.sub(r"^(arxiv:)", "", value, flags=re.IGNORECASE)
+            value = re.sub(r"v\d+$", "", value)
+            if not ARXIV_ID_RE.match(value):
+                self.err(item, f"item {i} '{value or _kind(item)}' is not an arXiv id such as 2401.01234", topic, fld)
+                ok = False
+                continue
+            if value not in {v for v, _ in out}:
+                out.append((value, _line(item)))
+        return out if ok else None
+
     def boolean(self, node: Node, topic: str | None, fld: str) -> bool | None:
         if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
             return str(node.value).lower() in ("true", "yes", "on", "y")
@@ -348,6 +380,15 @@ class _Parser:
         if "use_description" in fields:
             value = self.boolean(fields["use_description"][1], label, "use_description")
             use_description = value if value is not None else True
+        examples: dict[str, list[tuple[str, int]]] = {}
+        for fld in EXAMPLE_FIELDS:
+            if fld in fields:
+                examples[fld] = self.example_ids(fields[fld][1], label, fld) or []
+        both = {v for v, _ in examples.get("examples", ())} & {v for v, _ in examples.get("counter_examples", ())}
+        for value, line in examples.get("counter_examples", ()):
+            if value in both:
+                self.errors.append(TopicError(self.file, line, f"'{value}' is also in examples", label,
+                                              "counter_examples"))
         if len(self.errors) != before or tid is None or name is None:
             return None
         exclude = list(values.get("exclude", ()))
@@ -363,6 +404,9 @@ class _Parser:
             min_score=min_score,
             use_description=use_description,
             line=_line(node),
+            examples=tuple(v for v, _ in examples.get("examples", ())),
+            counter_examples=tuple(v for v, _ in examples.get("counter_examples", ())),
+            example_lines=tuple((fld, v, line) for fld in EXAMPLE_FIELDS for v, line in examples.get(fld, ())),
         )
 
 

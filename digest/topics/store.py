@@ -7,6 +7,38 @@ from digest import clock
 from digest.topics.match import Matcher
 from digest.topics.config import TopicConfig
 
+NEAR_LEXICAL = 0.15  # a lexical score this far below a topic's min_score is "just below"
+NEAR_LEARNED = 0.25  # ... a learned probability this far below its threshold
+
+
+def decide_many(matcher, papers) -> tuple[list[list], list]:
+    """For each paper: its assignments, and its best topic just below the threshold (or None)."""
+    learned_near: list = [None] * len(papers)
+    learned: set[str] = set()
+    if hasattr(matcher, "decide"):  # the learned matcher says how close each of its topics came
+        rows = matcher.decide(papers)
+        assigned = [[a for a, ok in row if ok] for row in rows]
+        learned_near = [next((a for a, ok in row if not ok and a.score >= 0.5 - NEAR_LEARNED), None) for row in rows]
+        learned = set(matcher.learned_topics)
+    else:
+        assigned = matcher.match_many(papers)
+    lexical = getattr(matcher, "lexical", None) or matcher
+    near = []
+    for paper, got, best in zip(papers, assigned, learned_near):
+        taken = {a.topic_id for a in got}
+        for c in lexical.candidates(paper) if best is None else ():  # best first
+            tid = c.assignment.topic_id
+            if tid not in taken and tid not in learned and not c.assigned and \
+                    c.assignment.score >= config_min(lexical, tid) - NEAR_LEXICAL:
+                best = c.assignment
+                break
+        near.append(best)
+    return assigned, near
+
+
+def config_min(matcher, topic_id: str) -> float:
+    return matcher.config.by_id[topic_id].min_score
+
 
 def match_pending(
     session,
@@ -29,7 +61,7 @@ def match_pending(
     """
     from sqlalchemy import delete, insert, or_, select, update
 
-    from digest.store.models import Paper, TopicMatch, utcnow
+    from digest.store.models import NearMatch, Paper, TopicMatch, utcnow
 
     matcher = matcher or Matcher(config)
     version = version or config.version
@@ -52,14 +84,20 @@ def match_pending(
             break
         ids = [p.id for p in papers]
         stamp = now or utcnow()
-        rows = []
-        for paper, assignments in zip(papers, matcher.match_many(papers)):
+        rows, near_rows = [], []
+        assigned, near = decide_many(matcher, papers)
+        for paper, assignments, n in zip(papers, assigned, near):
             for a in assignments:
                 rows.append({"paper_id": paper.id, "topic_id": a.topic_id, "score": a.score,
                              "matched": a.matched, "matched_at": stamp})
+            if n is not None:
+                near_rows.append({"paper_id": paper.id, "topic_id": n.topic_id, "score": n.score, "matched": n.matched})
         session.execute(delete(TopicMatch).where(TopicMatch.paper_id.in_(ids)))
+        session.execute(delete(NearMatch).where(NearMatch.paper_id.in_(ids)))
         if rows:
             session.execute(insert(TopicMatch), rows)
+        if near_rows:
+            session.execute(insert(NearMatch), near_rows)
         session.execute(
             update(Paper).where(Paper.id.in_(ids)).values(matched_version=version).execution_options(synchronize_session=False)
         )
