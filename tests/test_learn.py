@@ -277,7 +277,7 @@ def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
     from digest.email.render import render
 
     rendered = render(settings, content)
-    assert "Is this Medical image segmentation?" in rendered.html and "Is this" in rendered.text
+    assert "Is this Medical image " in rendered.html and "segmentation?<span" in rendered.html and "Is this" in rendered.text
     assert "Is this" not in rendered.subject and rendered.subject.startswith("1 new paper: Medical image segmentation")
 
 

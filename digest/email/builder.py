@@ -86,7 +86,9 @@ class ContentBuilder:
 
 
 def _item_order(it: PlannedItem, rank: dict[str, int]):
-    """Trending last; the subscriber's topics in their order; topics they no longer follow after
-    those (by id, so the order never depends on how the database returned the rows)."""
+    """Trending last; the subscriber's topics in their order, each followed by its question;
+    topics they no longer follow after those (by id, so the order never depends on how the database returned the rows)."""
     trending = it.section == "trending"
-    return (trending, rank.get(it.section, len(rank)), "" if trending else it.section, it.position, it.paper_id)
+    # an "Is this <topic>?" question comes right after its topic's section
+    topic, asked = (it.section[4:], 1) if it.section.startswith("ask:") else (it.section, 0)
+    return (trending, rank.get(topic, len(rank)), "" if trending else topic, asked, it.position, it.paper_id)
