@@ -536,7 +536,7 @@ def _scheduler_status(sched: dict | None, lease, now) -> None:
     out(f"last successful send tick: {tick or 'never'}")
     for job, info in sorted(jobs.items()):
         if info.get("failures"):
-            out(f"  job {job} failing ({info['failures']} times in a row since {info.get('failing_since')}): "
+            out(f"  job {job} failing since {info.get('failing_since')} ({info['failures']} runs in a row): "
                 f"{info.get('error')}")
 
 
