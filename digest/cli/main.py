@@ -420,9 +420,12 @@ def run(
     from digest.logs import setup_logging
     from digest.scheduler import DigestScheduler, SchedulerBusy
 
+    from digest.topics.current import current_topics
+
     s = _settings()
     if s.scheduler_sends and _delivery_kind(s) == "smtp":
         require_real_secret(s, "digest run (it sends through smtp://)")
+    current_topics(s)  # no valid topics.yaml, now or earlier: every tick would fail, so do not start
     setup_logging(json_logs or s.log_json, level=logging.INFO)
     scheduler = DigestScheduler(s)
     try:
@@ -688,6 +691,7 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     import click
+    from sqlalchemy.exc import OperationalError
 
     from digest.sources.fetch import FetchError
     from digest.pipeline import PipelineError
@@ -713,6 +717,20 @@ def main() -> None:
             FetchError) as exc:
         error_line(str(exc))
         sys.exit(EXIT_USAGE)
+    except OperationalError as exc:  # the database is down or unreachable: not a bug, one line
+        error_line(_database_down(exc))
+        sys.exit(1)
+
+
+def _database_down(exc) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    except Exception:
+        where = "the database"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"cannot use {where}: {reason[0] if reason else type(exc).__name__}"
 
 
 if __name__ == "__main__":

