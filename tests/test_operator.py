@@ -255,3 +255,12 @@ def test_history_and_ingest_for_scripts(settings, monkeypatch):
     feed = Path(__file__).resolve().parent.parent / "samples" / "arxiv-cs.CV+eess.IV-rss-day1.xml"
     report = json.loads(digest("ingest", "--from", str(feed), "--format", "json").stdout)
     assert report[0]["source"] == str(feed) and report[0]["status"] in ("ok", "warning") and report[0]["new"] > 0
+
+
+def test_discard_delivery_records_as_sent_for_benchmarks(settings, tmp_path):
+    _seed(settings)
+    out = digest("send-now", "--no-ingest", env=dict(os.environ, DIGEST_DELIVERY="discard"))
+    assert out.returncode == 0, out.stderr
+    with session_factory(settings)() as s:
+        assert [d.status for d in s.scalars(select(Digest))] == ["sent"]
+    assert not (tmp_path / "outbox").exists()

@@ -557,33 +557,51 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
     from digest.store.models import Digest, DigestItem, Paper
     from digest.subscribers import get_by_email
 
-    _check_format(fmt)
+    if _check_format(fmt) != "table":
+        return _history_rows(subscriber, limit, fmt)
     with session_scope(_settings()) as session:
         sub = get_by_email(session, subscriber)
         if sub is None:
             raise UserError(f"no subscriber {subscriber!r}")
-        if fmt == "table":
-            console.print(f"{sub.email} ({sub.status}), topics: {', '.join(sub.topics or [])}",
-                          markup=False, highlight=False)
-        rows = []
+        console.print(f"{sub.email} ({sub.status}), topics: {', '.join(sub.topics or [])}")
         for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
                                  .order_by(Digest.edition.desc()).limit(limit)):
             when = d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "-"
-            if fmt == "table":
-                console.print(f"[bold]{d.edition}[/bold] {d.status} at {when}: {d.subject or ''}", highlight=False)
+            console.print(f"[bold]{d.edition}[/bold] {d.status} at {when}: {d.subject or ''}", highlight=False)
+            rows = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
+                                   .join(Paper, Paper.id == DigestItem.paper_id)
+                                   .where(DigestItem.digest_id == d.id)
+                                   .order_by(DigestItem.section, DigestItem.position)).all()
+            for section, shown, pid, title in rows:
+                console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title}",
+                              markup=False, highlight=False)
+
+
+def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
+    """`history` for scripts: one row per paper of each digest."""
+    from sqlalchemy import select
+
+    from digest.store.db import session_scope
+    from digest.store.models import Digest, DigestItem, Paper
+    from digest.subscribers import get_by_email
+
+    out = []
+    with session_scope(_settings()) as session:
+        sub = get_by_email(session, subscriber)
+        if sub is None:
+            raise UserError(f"no subscriber {subscriber!r}")
+        for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
+                                 .order_by(Digest.edition.desc()).limit(limit)):
             items = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
                                     .join(Paper, Paper.id == DigestItem.paper_id)
                                     .where(DigestItem.digest_id == d.id)
                                     .order_by(DigestItem.section, DigestItem.position)).all()
             for section, shown, pid, title in items:
-                if fmt == "table":
-                    console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title}",
-                                  markup=False, highlight=False)
-                rows.append({"edition": str(d.edition), "status": d.status, "sent_at": when if d.sent_at else "",
-                             "subject": d.subject or "", "section": section, "paper": pid, "shown": bool(shown),
-                             "title": title})
-    if fmt != "table":
-        emit(rows, fmt=fmt)
+                out.append({"edition": str(d.edition), "status": d.status,
+                            "sent_at": d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "",
+                            "subject": d.subject or "", "section": section, "paper": pid, "shown": bool(shown),
+                            "title": title})
+    emit(out, fmt=fmt)
 
 
 @app.command()

@@ -245,8 +245,9 @@ def describe(exc: ValidationError) -> list[str]:
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
         name = _variable(field)
-        where = name if (name in os.environ or field == "?") else \
-            f"{name.removeprefix('DIGEST_').lower()} in {_config_dir() / 'settings.toml'}"
+        from_env = name in os.environ or field == "?"
+        where = name if from_env else name.removeprefix("DIGEST_").lower()
+        place = "" if from_env else f" in {_config_dir() / 'settings.toml'}"
         value = error.get("input")
         if isinstance(value, dict):  # a missing value
             value = None
@@ -259,7 +260,7 @@ def describe(exc: ValidationError) -> list[str]:
         else:
             message = message.removeprefix("Value error, ")
         shown = mask_delivery(str(value))  # a URL's password never reaches a terminal or a log
-        lines.append(f"{where}={shown!r}: {message}" if value is not None else f"{where}: {message}")
+        lines.append(f"{where}={shown!r}{place}: {message}" if value is not None else f"{where}{place}: {message}")
     return lines
 
 
