@@ -111,19 +111,19 @@ def check_delivery(settings: Settings) -> Result:
     if kind == "discard":
         return Result("delivery", WARN, "discard: messages are dropped but recorded as sent (benchmarks only)")
     if kind == "file":
-        return _check_outbox(config)
+        return _check_outbox(config, settings.delivery)
     return smtp_probe(config, timeout=min(settings.smtp_timeout, 10.0))
 
 
-def _check_outbox(path) -> Result:
+def _check_outbox(path, shown: str) -> Result:
     import os
 
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
-        return Result("delivery", FAIL, f"file://{path}: {probe} is not writable")
-    return Result("delivery", WARN, f"file://{path}: messages go to a folder, not to subscribers")
+        return Result("delivery", FAIL, f"{shown}: {probe} is not writable")
+    return Result("delivery", WARN, f"{shown}: messages go to a folder, not to subscribers")
 
 
 def smtp_probe(config: SMTPConfig, timeout: float = 10.0) -> Result:
