@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from digest import clock
-from digest.cli.output import FORMATS, console, emit, err, error_line
+from digest.cli.output import FORMATS, console, emit, err, error_line, stdout_console
 from digest.cli.topics import classify, topics_app
 from digest.store.settings import SettingsError, get_settings, require_real_secret
 
@@ -365,7 +365,7 @@ def send_now_cmd(
     dry_run = dry_run or _delivery_kind(s) == "dry-run"
     if not dry_run and _delivery_kind(s) == "smtp":
         require_real_secret(s, "sending through smtp://")
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=stdout_console(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
         report = send_now(s, ingest=not no_ingest, dry_run=dry_run, subscriber=subscriber, edition=ed,
                           on_progress=lambda msg: progress.update(task, description=msg),

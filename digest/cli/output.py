@@ -20,7 +20,23 @@ def _console(stream) -> Console:
     return Console(file=stream, width=None if tty else WIDE, soft_wrap=not tty)
 
 
-console = _console(sys.stdout)
+_current: tuple = (None, None)
+
+
+def stdout_console() -> Console:
+    """The console of the current sys.stdout (test runners swap it after import)."""
+    global _current
+    if _current[0] is not sys.stdout:
+        _current = (sys.stdout, _console(sys.stdout))
+    return _current[1]
+
+
+class _Stdout:
+    def __getattr__(self, name):
+        return getattr(stdout_console(), name)
+
+
+console = _Stdout()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 FORMATS = ("table", "tsv", "json")
