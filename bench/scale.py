@@ -9,7 +9,7 @@ Stages (each through the product's own entry points):
             ``lastBuildDate`` (``reingest_changed_ratio``: the listing fingerprint ignores channel time stamps);
 2. match    ``digest.topics.store.match_pending`` on today's P papers × T topics;
 3. plan + render  ``digest.plan.plan_edition``, then the whole edition rendered and composed by
-            ``digest worker --once --concurrency N`` with ``DIGEST_DELIVERY=dry-run`` (N = --processes,
+            ``digest worker --once --concurrency N`` with ``DIGEST_DELIVERY=discard`` (N = --processes,
             default the CPU count; with N = 1, --profile or --render-limit: ``send_pending`` in
             the same process), all in a separate process tree whose peak RSS is reported;
 4. deliver  a sample of the edition re-queued and sent over SMTP to an aiosmtpd sink in its own
@@ -265,7 +265,7 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
                    out) -> None:
     """Plan + render (send_pending with a null backend) in a fresh process: its peak RSS is the send's.
     With `processes` > 1 (and no profile or limit), the rendering is done by `digest worker --once
-    --concurrency N` with the dry-run backend, as an operator would send a large edition."""
+    --concurrency N` with DIGEST_DELIVERY=discard (sends nothing, records as sent), as an operator would send a large edition."""
     try:
         from digest.store.db import session_factory
         from digest.delivery.backends import open_backend
@@ -296,7 +296,7 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
 
             from digest.store.models import Digest
 
-            run = run_workers_cli(kw, "dry-run", processes)
+            run = run_workers_cli(kw, "discard", processes)
             t2 = time.perf_counter()
             with make() as session:
                 rendered = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))

@@ -134,10 +134,13 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
              edition: date | None = None, now: datetime | None = None, stop: threading.Event | None = None,
              on_progress: Callable[[str], None] | None = None, on_sent: Callable[[int], None] | None = None,
              backend=None) -> RunReport:
-    """Run the pipeline once, now. `edition` names the edition (its date and idempotency key)."""
+    """Run the pipeline once, now. `edition` names the edition (its date and idempotency key).
+    A dry run (`dry_run`, or DIGEST_DELIVERY=dry-run) plans and renders but records nothing."""
     from digest.delivery.backends import open_backend
     from digest.email.render import Renderer
+    from digest.store.delivery_url import parse_delivery
 
+    dry_run = dry_run or (backend is None and parse_delivery(settings.delivery)[0] == "dry-run")
     report = RunReport()
     config, report.topics_error = current_topics(settings)
     if ingest:

@@ -35,6 +35,7 @@ from digest.topics.current import current_topics
 from digest.plan import plan_edition
 from digest.topics.personal import PersonalOrder
 from digest.delivery.send import send_pending, worker_id
+from digest.store.delivery_url import parse_delivery
 from digest.store.settings import Settings
 
 log = logging.getLogger("digest.scheduler")
@@ -113,6 +114,8 @@ class DigestScheduler:
         self._work = threading.Lock()
         self._fetching: str | None = None   # the source an ingest is fetching now
         self.lost_leadership = False
+        self.jobs: dict[str, dict] = {}  # per job: last success, failures in a row and why (for status)
+        self._dry_seen: set[tuple[str, str, date]] = set()
 
     # ---- lock
     @property
@@ -206,6 +209,8 @@ class DigestScheduler:
             with make() as session:
                 totals["expired"] = expire_stale(session, self.settings, now)
                 groups = due_groups(session, self.settings, now)
+            if parse_delivery(self.settings.delivery)[0] == "dry-run":
+                return self._dry_tick(make, config, groups, now, totals)
             editions = set()
             for group in groups:
                 with make() as session:
@@ -236,6 +241,22 @@ class DigestScheduler:
                                                       "errors": report.errors[:20]})
         return totals
 
+    def _dry_tick(self, make, config, groups: list[DueGroup], now: datetime, totals: dict) -> dict:
+        """DIGEST_DELIVERY=dry-run: plan in memory and log what would be sent, once per edition
+        and group; nothing is recorded, so the papers stay for a real run."""
+        for group in groups:
+            key = (group.timezone, group.send_time, group.edition)
+            if key in self._dry_seen:
+                continue
+            self._dry_seen.add(key)
+            with make() as session:
+                plan = plan_edition(session, config.ids, plan_options(self.settings), edition=group.edition,
+                                    now=now, subscriber_ids=group.subscriber_ids, dry_run=True)
+            log.info("event=dry-run edition=%s timezone=%s would_send=%d nothing_new=%d (nothing recorded)",
+                     group.edition, group.timezone, len(plan.dry), plan.empty)
+            totals["groups"] += 1
+        return totals
+
     def _pending(self, make) -> bool:
         with make() as session:
             return session.scalar(select(Digest.id).where(Digest.status.in_(("planned", "deferred"))).limit(1)) is not None
@@ -244,12 +265,26 @@ class DigestScheduler:
         def run():
             if self.stop.is_set():
                 return
+            info = self.jobs.setdefault(fn.__name__, {})
             try:
                 fn()
-            except Exception:  # a failing job is logged; the scheduler keeps running
+            except Exception as exc:  # a failing job is logged and shown by `digest status`; the scheduler keeps running
                 log.exception("event=job-failed job=%s", fn.__name__)
+                first = not info.get("failures")
+                info.update(failures=info.get("failures", 0) + 1, error=(str(exc).splitlines() or [""])[0][:300],
+                            failing_since=info.get("failing_since") if not first else clock.now().isoformat())
+                if first and fn.__name__ != "record_status":
+                    self._try_record_status()
+            else:
+                info.update(ok_at=clock.now().isoformat(), failures=0, error=None, failing_since=None)
         run.__name__ = fn.__name__
         return run
+
+    def _try_record_status(self) -> None:
+        try:
+            self.record_status()
+        except Exception:  # the database may be what is failing; the status job tries again
+            log.warning("event=status-not-recorded", exc_info=True)
 
     def add_jobs(self) -> None:
         s = self.settings
@@ -272,9 +307,22 @@ class DigestScheduler:
         jobs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None for job in self.scheduler.get_jobs()}
         with session_scope(self.settings) as session:
             put_state(session, "scheduler", {"holder": self.holder, "next_runs": jobs,
-                                              "at": clock.now().isoformat()})
+                                              "at": clock.now().isoformat(),
+                                              "jobs": {k: dict(v) for k, v in list(self.jobs.items())}})
+
+    def log_checks(self) -> list:
+        """The checks of `digest check`, one log line each (FAIL as errors); the scheduler
+        still starts: a mail server or database that is down now may be back by send time."""
+        from digest.check import FAIL, WARN, run_checks
+
+        results = run_checks(self.settings)
+        for r in results:
+            level = logging.ERROR if r.status == FAIL else logging.WARNING if r.status == WARN else logging.INFO
+            log.log(level, "event=check name=%s result=%s detail=%s", r.name.replace(" ", "-"), r.status, r.detail)
+        return results
 
     def run_forever(self, wait_for_lock: bool = False) -> None:
+        self.log_checks()
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: self.stop.set())

