@@ -73,8 +73,9 @@ class ContentBuilder:
                                    for s in sections.values()]))
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
-            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key)
+            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id, recipient.link_secret),
+            preferences_url=preferences_url(self.settings, recipient.subscriber_id, recipient.link_secret),
+            cache_key=key)
 
 
 def _item_order(it: PlannedItem):

@@ -395,7 +395,7 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
 
     unsubscribe = content.unsubscribe_url
     if not (_usable_url(unsubscribe) and _one_line(unsubscribe, 2000) == unsubscribe):
-        unsubscribe = tokens.unsubscribe_url(settings, sid)
+        unsubscribe = tokens.unsubscribe_url(settings, sid, recipient.link_secret)
     if fixed.mailto:
         list_unsubscribe = f"List-Unsubscribe: <{unsubscribe}>,\r\n {fixed.mailto}\r\n"
     else:
