@@ -322,7 +322,11 @@ def link_token(live: Live, purpose: str, sid: int, *args, **kw) -> str:
     """A genuine token for subscriber ``sid`` (bound to their link secret)."""
     with session_scope(live.settings) as session:
         secret = session.get(Subscriber, sid).link_secret
-    return tokens.make_token(live.settings.secret_key, purpose, sid, *args, bind=secret, **kw)
+    from digest.web.mails import confirm_bind
+
+    with session_scope(live.settings) as session:
+        bind = confirm_bind(session.get(Subscriber, sid)) if purpose == "confirm" else secret
+    return tokens.make_token(live.settings.secret_key, purpose, sid, *args, bind=bind, **kw)
 
 
 def test_get_confirm_does_not_confirm_and_post_does(live):

@@ -297,7 +297,7 @@ def subs_import(file: Path) -> None:
     with session_scope(s) as session:
         report = import_csv(session, text, known_topics=known, filename=str(file))
     for line in report.errors:
-        err.print(line, highlight=False, markup=False)
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"imported: {report.added} added, {report.updated} updated, {len(report.errors)} bad rows")
     if report.errors:
         raise typer.Exit(1)

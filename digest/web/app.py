@@ -50,7 +50,7 @@ from digest.store.models import Subscriber
 from digest.store.settings import Settings, SettingsError
 from digest.subscribers import (SubscriberError, check_text, check_timezone, get_by_email, mailbox_key,
                                 normalise_email)
-from digest.web.mails import CONFIRM_TTL, already_email, confirmation_email, send_mail
+from digest.web.mails import CONFIRM_TTL, already_email, confirm_bind, confirmation_email, send_mail
 from digest.web.ratelimit import RateLimiter, client_key, parse_proxies
 
 log = logging.getLogger("digest.web")
@@ -222,10 +222,8 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         # Links sent before links were bound still unsubscribe (mail programs keep them for years);
         # they do nothing else.
         legacy_ok = t.legacy and purpose == "unsubscribe" and sub.legacy_links
-        if not (legacy_ok or t.bound_to(sub.link_secret)):
+        if not (legacy_ok or t.bound_to(confirm_bind(sub) if purpose == "confirm" else sub.link_secret)):
             raise tokens.TokenError("unknown")
-        if purpose == "confirm" and sub.status_at and t.issued < int(sub.status_at.timestamp()):
-            raise tokens.TokenError("unknown")   # issued before the last change (e.g. an unsubscribe)
         return sub
 
     def client(request: Request) -> str:

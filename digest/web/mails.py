@@ -14,6 +14,13 @@ log = logging.getLogger("digest.web")
 CONFIRM_TTL = 3 * 86400          # confirmation links are valid for three days
 
 
+def confirm_bind(sub: Subscriber) -> str:
+    """What a confirm link is bound to: the link secret and the moment they last asked to receive
+    the digest, so a link from an earlier request (before an unsubscribe, say) is dead."""
+    asked = sub.consented_at
+    return f"{sub.link_secret}|{int(asked.timestamp() * 1_000_000) if asked else ''}"
+
+
 def sender_name(settings) -> str:
     return parseaddr(settings.from_addr)[0] or "Paper Digest"
 
@@ -36,7 +43,7 @@ def confirmation_email(settings, sub: Subscriber, names: dict[str, str], confirm
     msg = transactional(settings, sub, f"Confirm your subscription to {site}", "confirm")
     topic_list = "\n".join(f"  - {names.get(t, t)}" for t in sub.topics or [])
     days = max(1, round(confirm_ttl / 86400))
-    url = tokens.confirm_url(settings, sub.id, sub.link_secret, ttl_seconds=confirm_ttl)
+    url = tokens.confirm_url(settings, sub.id, confirm_bind(sub), ttl_seconds=confirm_ttl)
     msg.set_content(
         f"Hello{(' ' + sub.name) if sub.name else ''},\n\n"
         f"someone (hopefully you) asked to receive the {site} for {sub.email} with these topics:\n\n"

@@ -25,7 +25,9 @@ NEW_COLUMNS = ('status_at', 'consented_at', 'confirmed_at', 'link_secret', 'lega
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('subscribers', schema=None, recreate='always',
+    # Only SQLite rebuilds the table (that is how it gets AUTOINCREMENT); PostgreSQL alters it.
+    rebuild = 'always' if op.get_bind().dialect.name == 'sqlite' else 'auto'
+    with op.batch_alter_table('subscribers', schema=None, recreate=rebuild,
                               table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.add_column(sa.Column('status_at', digest.store.models.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('consented_at', digest.store.models.UTCDateTime(timezone=True), nullable=True))
@@ -47,6 +49,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('subscribers', schema=None, recreate='always') as batch_op:
+    with op.batch_alter_table('subscribers', schema=None) as batch_op:
         for name in NEW_COLUMNS:
             batch_op.drop_column(name)
