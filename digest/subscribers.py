@@ -194,6 +194,9 @@ def start_reconfirm(session: Session, email: str) -> Subscriber:
         raise SubscriberError(f"{sub.email} is already active")
     now = clock.now()
     sub.status, sub.status_at, sub.updated_at = "pending", now, now
+    # They did not ask this time; clearing the request time also kills any confirm link mailed
+    # before (confirm links are bound to it, see digest.web.mails.confirm_bind).
+    sub.consented_at = None
     session.flush()
     return sub
 
