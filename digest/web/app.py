@@ -55,6 +55,7 @@ from digest.web.ratelimit import RateLimiter, client_key, parse_proxies
 
 log = logging.getLogger("digest.web")
 
+MAX_SUBSCRIBER_ID = 2**31 - 1    # subscribers.id is an INTEGER: PostgreSQL refuses to even look beyond
 ADDRESS_LIMIT = 5                # subscribe requests per address per window
 IP_LIMIT = 20                    # subscribe requests per client IP per window
 RATE_WINDOW = 3600               # seconds
@@ -216,7 +217,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         """The subscriber a link is for; TokenError("unknown") when the link is signed but its
         subscriber is gone, was re-created, or has a new link secret."""
         t = verify(token, purpose)
-        sub = session.get(Subscriber, t.subject_id) if t.subject_id <= tokens.MAX_ID else None
+        sub = session.get(Subscriber, t.subject_id) if t.subject_id <= MAX_SUBSCRIBER_ID else None
         if sub is None:
             raise tokens.TokenError("unknown")
         # Links sent before links were bound still unsubscribe (mail programs keep them for years);
