@@ -1,6 +1,6 @@
 """Rate limiter cost per request at 10 keys and at 100,000+ keys (issue 17 §4).
 
-    .venv/bin/python -m bench.ratelimit [--keys 100000] [--repeats 7] [--out bench-ratelimit.json]
+    .venv/bin/python -m bench.ratelimit [--keys 100000] [--repeats 7] [--out bench/results/ratelimit.json]
 
 Both limiters are filled with N client keys, every key already over its limit (the case an
 attacker makes: many clients, each refused), then timed on refused and on new-key requests.
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=Path("bench-ratelimit.json"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ratelimit.json")
     args = ap.parse_args(argv)
     rows = []
     for name, cls in (("new", RateLimiter), ("old", OldRateLimiter)):
@@ -115,6 +115,7 @@ def main(argv=None) -> int:
         r["ratio_to_10_keys"] = round(r["us_median"] / base[(r["limiter"], r["request"])], 2)
         print(f"{r['limiter']:8} {r['keys']:>8,} {r['request']:8} {r['us_median']:>9.3f} {r['us_min']:>8.3f} "
               f"{r['us_max']:>9.3f} {r['ratio_to_10_keys']:>9.2f} {r['memory_mb']:>7.1f} {r['keys_after']:>10,}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"limit": LIMIT, "window": WINDOW, "repeats": args.repeats, "rows": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0

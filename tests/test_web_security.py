@@ -279,3 +279,14 @@ def test_docker_compose_refuses_to_start_without_a_secret():
     value = compose["x-digest"]["environment"]["DIGEST_SECRET_KEY"]
     assert re.fullmatch(r"\$\{DIGEST_SECRET_KEY:\?[^}]+\}", value), value
     assert "change-me" not in (REPO / "docker-compose.yml").read_text()
+
+
+def test_the_subscribe_form_refuses_control_characters_in_a_name(live):
+    with live.client() as c:
+        token = csrf(c, "/subscribe")
+        for name in ("\x1b]0;owned\x07", "a\x1b[2Jb", "x\u202ey"):
+            r = c.post("/subscribe", data={"csrf_token": token, "email": "ctl@example.org", "name": name,
+                                           "topics": "vision-language", "timezone": "UTC"})
+            assert r.status_code == 400 and "control characters" in r.text
+            assert "\x1b" not in r.text and "\u202e" not in r.text
+    assert live.sub("ctl@example.org") is None and live.sink.messages == []

@@ -14,8 +14,10 @@ Routes:
     GET  /unsubscribe/{token}       the footer link: a page with a button
     POST /unsubscribe/{token}       the button (with CSRF), or `List-Unsubscribe=One-Click`
 
-Security: links carry HMAC tokens bound to subscriber and purpose (digest/tokens.py); confirm
-tokens expire. Every form carries a CSRF token that is an HMAC of a random cookie (double
+Security: links carry HMAC tokens bound to purpose, subscriber id and the subscriber's random
+link secret (digest/tokens.py), so a deleted, re-created or rotated subscriber's links die;
+confirm tokens expire and are bound to the request they answer. Coming back after an
+unsubscribe always takes a new confirmation (double opt-in). Every form carries a CSRF token that is an HMAC of a random cookie (double
 submit); the one-click POST is the only form-less write. The subscribe response is the same
 whatever the address's state (no enumeration); subscribing is rate-limited per address and per
 client in memory (digest/web/ratelimit.py: per mailbox, so ada+1@ and ada+2@ count as one;
