@@ -17,12 +17,13 @@ Routes:
 Security: links carry HMAC tokens bound to purpose, subscriber id and the subscriber's random
 link secret (digest/tokens.py), so a deleted, re-created or rotated subscriber's links die;
 confirm tokens expire and are bound to the request they answer. Coming back after an
-unsubscribe always takes a new confirmation (double opt-in). Every form carries a CSRF token that is an HMAC of a random cookie (double
-submit); the one-click POST is the only form-less write. The subscribe response is the same
-whatever the address's state (no enumeration); subscribing is rate-limited per address and per
-client in memory (digest/web/ratelimit.py: per mailbox, so ada+1@ and ada+2@ count as one;
-X-Forwarded-For only from DIGEST_TRUSTED_PROXIES). Pages are Jinja2 with autoescape, no inline script (only the optional
-external /tz.js that preselects the browser's time zone), and strict headers.
+unsubscribe always takes a new confirmation (double opt-in). Every form carries a CSRF token
+that is an HMAC of a random cookie (double submit); the one-click POST is the only form-less
+write. The subscribe response is the same whatever the address's state (no enumeration);
+subscribing is rate-limited per mailbox (ada+1@ and ada+2@ count as one) and per client in
+memory (digest/web/ratelimit.py; X-Forwarded-For only from DIGEST_TRUSTED_PROXIES). Pages are
+Jinja2 with autoescape, no inline script (only the optional external /tz.js that preselects
+the browser's time zone), and strict headers, on every response including a 500.
 """
 from __future__ import annotations
 
