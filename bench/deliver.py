@@ -46,7 +46,7 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
                 items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
                          for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
                 builder.load(session, {i.paper_id for i in items})
-                content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), edition, items)
+                content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret), edition, items)
                 payloads.append(compose(s, content, renderer.render(content)).raw)
             payload = sorted(payloads, key=len)[len(payloads) // 2]
         _requeue(make, ids)

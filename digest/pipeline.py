@@ -166,7 +166,7 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
             for sid, ed, items in report.plan.dry:
                 builder.load(session, {i.paper_id for i in items})
                 sub = session.get(Subscriber, sid)
-                content = builder.build(Recipient(sid, sub.email, sub.name, sub.timezone), ed, items,
+                content = builder.build(Recipient(sid, sub.email, sub.name, sub.timezone, sub.link_secret), ed, items,
                                         weekly=sub.frequency == "weekly", order=sub.topics)
                 rendered = renderer.render(content) if not content.is_empty else renderer.render_nothing_new(content)
                 report.previews.append(f"{sub.email}: {rendered.subject}")

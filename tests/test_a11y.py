@@ -19,6 +19,7 @@ from digest import tokens
 from digest.email.render import Renderer
 from digest.store.db import session_scope
 from digest.store.models import Digest, Subscriber
+from digest.web.mails import confirm_bind
 from tests.test_reader import browser, live, seed, sink  # noqa: F401 (fixtures)
 
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
@@ -116,14 +117,15 @@ def test_every_page_has_no_serious_axe_violation(live, sink, browser):
         session.add(pending)
         session.flush()
         pending_id = pending.id
-    prefs = f"{url}/preferences/{tokens.make_token(s.secret_key, 'preferences', sid)}"
-    unsub = f"{url}/unsubscribe/{tokens.make_token(s.secret_key, 'unsubscribe', sid)}"
-    confirm = f"{url}/confirm/{tokens.make_token(s.secret_key, 'confirm', pending_id, 3600)}"
+        bind, pending_bind = session.get(Subscriber, sid).link_secret, confirm_bind(pending)
+    prefs = f"{url}/preferences/{tokens.make_token(s.secret_key, 'preferences', sid, bind=bind)}"
+    unsub = f"{url}/unsubscribe/{tokens.make_token(s.secret_key, 'unsubscribe', sid, bind=bind)}"
+    confirm = f"{url}/confirm/{tokens.make_token(s.secret_key, 'confirm', pending_id, 3600, bind=pending_bind)}"
     pages = {
         "subscribe": f"{url}/subscribe", "confirm": confirm, "preferences": prefs, "unsubscribe": unsub,
-        "digest": f"{url}/digest/{tokens.make_token(s.secret_key, 'digest', did)}",
+        "digest": f"{url}/digest/{tokens.make_token(s.secret_key, 'digest', did, bind=bind)}",
         "topic": f"{url}/topics/medical-segmentation", "not-found": f"{url}/nowhere",
-        "bad-link": f"{url}/preferences/{'A' * 48}",
+        "bad-link": f"{url}/preferences/{'A' * 60}",
     }
     for scheme in ("light", "dark"):
         page = browser.new_page(viewport={"width": 375, "height": 900}, color_scheme=scheme)

@@ -15,3 +15,56 @@ def test_migrated_schema_matches_the_models(db_url):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == []
     assert current_revision(db_url) == "0007"
+
+
+def _unmigrated_url(request, tmp_path) -> str:
+    from tests.conftest import TEST_DB
+
+    if TEST_DB == "sqlite":
+        return f"sqlite:///{tmp_path}/old.db"
+    return request.getfixturevalue("postgres").create_database("migrate_0004")
+
+
+def test_0004_keeps_every_row_gives_secrets_and_never_reuses_ids(request, tmp_path):
+    """A database at 0003 with subscribers and their digests: after 0004 nothing is lost (the
+    SQLite table rebuild must not cascade), each subscriber has its own secret, and deleting the
+    newest subscriber does not hand its id to the next one."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from digest.store.db import alembic_config, upgrade
+
+    url = _unmigrated_url(request, tmp_path)
+    engine = get_engine(url, migrate=False)
+    with engine.begin() as conn:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    with engine.begin() as conn:
+        for sid in (1, 2, 3):
+            conn.execute(text("INSERT INTO subscribers (id, email, topics, timezone, status, frequency, weekly_day, "
+                              "trending, consecutive_failures, created_at, updated_at) VALUES (:id, :e, '[]', 'UTC', "
+                              "'active', 'daily', 0, false, 0, '2026-11-01 08:00:00', '2026-11-02 08:00:00')"),
+                         {"id": sid, "e": f"s{sid}@example.org"})
+            conn.execute(text("INSERT INTO digests (id, subscriber_id, edition, status, attempts, paper_count, planned_at)"
+                              " VALUES (:id, :id, '2026-11-02', 'sent', 1, 0, '2026-11-02 08:00:00')"), {"id": sid})
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT setval('subscribers_id_seq', 3)"))
+    upgrade(url)
+    assert current_revision(url) == "0007"
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM digests")).scalar() == 3
+        rows = conn.execute(text("SELECT link_secret, legacy_links, status_at, consented_at FROM subscribers")).all()
+        assert len({r[0] for r in rows}) == 3 and all(len(r[0]) >= 32 and r[1] for r in rows)
+        assert all(r[2] is not None and r[3] is not None for r in rows)
+        conn.execute(text("DELETE FROM subscribers WHERE id = 3"))
+        assert conn.execute(text("SELECT count(*) FROM digests")).scalar() == 2  # the cascade still works
+    from digest.store.db import session_scope
+    from digest.store.models import Subscriber
+    from digest.store.settings import Settings
+
+    with session_scope(Settings(database_url=url)) as session:
+        new = Subscriber(email="new@example.org", topics=["x"])
+        session.add(new)
+        session.flush()
+        assert new.id == 4 and new.link_secret and not new.legacy_links

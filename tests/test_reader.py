@@ -173,6 +173,11 @@ def test_more_link_from_the_received_email_shows_every_paper(live, sink, browser
         from digest import tokens
         assert c.get(f"{url}/digest/" + tokens.make_token(s.secret_key, "preferences", sid)).status_code == 400
         assert c.get(f"{url}/digest/" + tokens.make_token(s.secret_key, "digest", 999999)).status_code == 404
+        # the right digest id without its subscriber's secret (an old link of a deleted or rotated
+        # subscriber whose digest id came back) is refused
+        did = tokens.read_token(s.secret_key, token, "digest").subject_id
+        assert c.get(f"{url}/digest/" + tokens.make_token(s.secret_key, "digest", did)).status_code == 400
+        assert c.get(f"{url}/digest/" + tokens.make_token(s.secret_key, "digest", did, bind="other")).status_code == 400
 
 
 def test_topic_page_and_atom_feed_are_public_and_valid(live, sink):

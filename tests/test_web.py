@@ -73,7 +73,7 @@ def serve(settings_env: dict, monkeypatch, sink, **app_kw):
     monkeypatch.setenv("DIGEST_DELIVERY", sink.url)
     reset_settings_cache()
     settings = Settings()
-    config = uvicorn.Config(create_app(settings, **app_kw), log_level="warning", lifespan="off")
+    config = uvicorn.Config(create_app(settings, **app_kw), log_level="warning", lifespan="off", proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -124,7 +124,7 @@ def text_part(msg) -> str:
 
 
 def link(text: str, kind: str) -> str:
-    m = re.search(r"http://127\.0\.0\.1:\d+/" + kind + r"/[A-Za-z0-9_-]{48}", text)
+    m = re.search(r"http://127\.0\.0\.1:\d+/" + kind + r"/[A-Za-z0-9_-]{60}", text)
     assert m, f"no {kind} link in:\n{text}"
     return m.group(0)
 
@@ -319,6 +319,17 @@ def make_sub(live: Live, email: str, status: str = "active", topics=("medical-se
         return add_subscriber(session, email, list(topics), status=status).id
 
 
+def link_token(live: Live, purpose: str, sid: int, *args, **kw) -> str:
+    """A genuine token for subscriber ``sid`` (bound to their link secret)."""
+    with session_scope(live.settings) as session:
+        secret = session.get(Subscriber, sid).link_secret
+    from digest.web.mails import confirm_bind
+
+    with session_scope(live.settings) as session:
+        bind = confirm_bind(session.get(Subscriber, sid)) if purpose == "confirm" else secret
+    return tokens.make_token(live.settings.secret_key, purpose, sid, *args, bind=bind, **kw)
+
+
 def test_get_confirm_does_not_confirm_and_post_does(live):
     with live.client() as c:
         assert subscribe(c, "bob@example.org").status_code == 200
@@ -340,8 +351,8 @@ def test_get_confirm_does_not_confirm_and_post_does(live):
 
 def test_tampered_tokens_are_refused_with_a_clear_page(live):
     sid = make_sub(live, "carol@example.org")
-    good = {p: tokens.make_token(live.settings.secret_key, p, sid) for p in ("unsubscribe", "preferences")}
-    good["confirm"] = tokens.make_token(live.settings.secret_key, "confirm", sid, 3600)
+    good = {p: link_token(live, p, sid) for p in ("unsubscribe", "preferences")}
+    good["confirm"] = link_token(live, "confirm", sid, 3600)
     with live.client() as c:
         for purpose, token in good.items():
             flipped = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
@@ -364,8 +375,8 @@ def test_wrong_purpose_tokens_are_refused(live):
     sid = make_sub(live, "dan@example.org", status="pending")
     key = live.settings.secret_key
     with live.client() as c:
-        prefs = tokens.make_token(key, "preferences", sid)
-        unsub = tokens.make_token(key, "unsubscribe", sid)
+        prefs = link_token(live, "preferences", sid)
+        unsub = link_token(live, "unsubscribe", sid)
         r = c.post(f"/unsubscribe/{prefs}", data={"List-Unsubscribe": "One-Click"})
         assert r.status_code == 400 and "another page" in r.text
         r = c.get(f"/preferences/{unsub}")
@@ -384,15 +395,15 @@ def test_expired_confirm_links_are_refused(live):
     with live.client() as c:
         token = csrf(c, "/subscribe")
         # its own expiry has passed
-        expired = tokens.make_token(key, "confirm", sid, 3600, now=time.time() - 7200)
+        expired = link_token(live, "confirm", sid, 3600, now=time.time() - 7200)
         # no expiry of its own, but older than the 3-day confirm window
-        old = tokens.make_token(key, "confirm", sid, 30 * 86400, now=time.time() - 4 * 86400)
+        old = link_token(live, "confirm", sid, 30 * 86400, now=time.time() - 4 * 86400)
         for t in (expired, old):
             assert c.get(f"/confirm/{t}").status_code == 410
             r = c.post(f"/confirm/{t}", data={"csrf_token": token})
             assert r.status_code == 410 and "expired" in r.text
         assert live.sub("erin@example.org").status == "pending"
-        fresh = tokens.make_token(key, "confirm", sid, 3 * 86400, now=time.time() - 2 * 86400)
+        fresh = link_token(live, "confirm", sid, 3 * 86400, now=time.time() - 2 * 86400)
         assert c.post(f"/confirm/{fresh}", data={"csrf_token": token}).status_code == 200
     assert live.sub("erin@example.org").status == "active"
 
@@ -401,10 +412,10 @@ def test_forms_without_a_valid_csrf_token_are_refused(live):
     sid = make_sub(live, "fay@example.org", status="pending")
     key = live.settings.secret_key
     paths = {"/subscribe": {"email": "x@example.org", "topics": "vision-language", "timezone": "UTC"},
-             f"/confirm/{tokens.make_token(key, 'confirm', sid, 3600)}": {},
-             f"/preferences/{tokens.make_token(key, 'preferences', sid)}": {"topics": "vision-language",
+             f"/confirm/{link_token(live, 'confirm', sid, 3600)}": {},
+             f"/preferences/{link_token(live, 'preferences', sid)}": {"topics": "vision-language",
                                                                               "timezone": "UTC", "delivery": "active"},
-             f"/unsubscribe/{tokens.make_token(key, 'unsubscribe', sid)}": {}}
+             f"/unsubscribe/{link_token(live, 'unsubscribe', sid)}": {}}
     with live.client() as c:
         token = csrf(c, "/subscribe")
         for path, data in paths.items():
@@ -471,17 +482,30 @@ def test_invalid_input_is_refused(live):
 
 
 def test_preferences_pause_resume_and_resubscribe(live):
-    sid = make_sub(live, "hal@example.org", status="unsubscribed")
-    path = f"/preferences/{tokens.make_token(live.settings.secret_key, 'preferences', sid)}"
+    """Pause and resume are the subscriber's own; coming back after unsubscribing (issue 17 §7)
+    needs the double opt-in again: the preferences link alone never re-activates."""
+    sid = make_sub(live, "hal@example.org", status="active")
+    path = f"/preferences/{link_token(live, 'preferences', sid)}"
+    form = {"topics": ["vision-language", "efficient-attention"], "timezone": "Asia/Tokyo"}
     with live.client() as c:
         token = csrf(c, path)
-        assert "Subscribe again" in c.get(path).text
-        for delivery in ("paused", "active", "unsubscribed", "active"):
-            r = c.post(path, data={"csrf_token": token, "topics": ["vision-language", "efficient-attention"],
-                                   "timezone": "Asia/Tokyo", "delivery": delivery})
+        for delivery in ("paused", "active", "unsubscribed"):
+            r = c.post(path, data={"csrf_token": token, **form, "delivery": delivery})
             assert r.status_code == 200 and "Saved" in r.text
             assert live.sub("hal@example.org").status == delivery
+        assert "Subscribe again" in c.get(path).text
+        r = c.post(path, data={"csrf_token": token, **form, "delivery": "paused"})   # not a way back either
+        assert r.status_code == 200 and live.sub("hal@example.org").status == "unsubscribed"
+        r = c.post(path, data={"csrf_token": token, **form, "delivery": "active"})
+        assert r.status_code == 200 and "Check your inbox" in r.text
+        assert live.sub("hal@example.org").status == "pending"
+        r = c.post(path, data={"csrf_token": token, **form, "delivery": "active"})   # still only pending
+        assert live.sub("hal@example.org").status == "pending"
+        confirm = link(text_part(live.wait_mails("hal@example.org", 2)[-1]), "confirm").removeprefix(live.url)
+        r = c.post(confirm, data={"csrf_token": token})
+        assert r.status_code == 200 and "You are subscribed" in r.text
         r = c.post(path, data={"csrf_token": token, "topics": "vision-language", "timezone": "UTC", "delivery": "bounced"})
         assert r.status_code == 400
     sub = live.sub("hal@example.org")
+    assert sub.status == "active" and sub.confirmed_at is not None
     assert sub.topics == ["vision-language", "efficient-attention"] and sub.timezone == "Asia/Tokyo"

@@ -164,7 +164,10 @@ def subs_add(
     weekly: Optional[str] = typer.Option(None, "--weekly", help="Weekly on this weekday (e.g. monday) instead of daily."),
     trending: bool = typer.Option(False, "--trending/--no-trending", help="Add a Trending section (top HF papers)."),
 ) -> None:
-    """Add a subscriber.
+    """Add a subscriber (active at once: you vouch for their consent).
+
+    An address that unsubscribed (or bounced, or never confirmed) is not re-added: only its owner
+    can come back, through the confirmation email `digest subscribers reconfirm EMAIL` sends.
 
     Example: digest subscribers add ada@example.org --topics multimodal-llm,pathology --tz Europe/Berlin
     """
@@ -177,7 +180,7 @@ def subs_add(
         sub = add_subscriber(session, email, topic_ids, name=name, tz=tz, trending=trending,
                              frequency="weekly" if weekly else "daily",
                              weekly_day=parse_weekday(weekly) if weekly else 0)
-        console.print(f"added {sub.email} ({', '.join(sub.topics)})")
+        console.print(f"added {sub.email} ({', '.join(sub.topics)})", markup=False, highlight=False)
 
 
 @subs_app.command("remove")
@@ -204,22 +207,60 @@ def subs_remove(email: str, delete: bool = typer.Option(False, "--delete", help=
 
 @subs_app.command("set-topics")
 def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections (Trending comes last).")) -> None:
-    """Replace a subscriber's topics.
+    """Replace a subscriber's topics (at least one; to stop the digest use `subscribers remove`).
 
     Example: digest subscribers set-topics ada@example.org --topics pathology,cardiology
     """
     from digest.store.db import session_scope
-    from digest.subscribers import get_by_email, parse_topics
+    from digest.subscribers import parse_topics, set_topics
 
     s = _settings()
     topic_ids = parse_topics(topics, _known_topics(s))
     with session_scope(s) as session:
-        sub = get_by_email(session, email)
-        if sub is None:
-            raise UserError(f"no subscriber {email!r}")
-        sub.topics = topic_ids
-        sub.updated_at = clock.now()
-        console.print(f"{sub.email}: {', '.join(topic_ids)}")
+        sub = set_topics(session, email, topic_ids)
+        console.print(f"{sub.email}: {', '.join(topic_ids)}", markup=False, highlight=False)
+
+
+@subs_app.command("reconfirm")
+def subs_reconfirm(email: str) -> None:
+    """Mail someone who is not active (unsubscribed, bounced, pending) a confirmation link.
+
+    They stay `pending` and get no digest until they press the button in that email (double
+    opt-in); the link is valid for three days. Exits 1 when the mail could not be sent.
+
+    Example: digest subscribers reconfirm ada@example.org
+    """
+    from digest.store.db import session_scope
+    from digest.subscribers import start_reconfirm
+    from digest.topics.current import current_topics
+    from digest.web.mails import confirmation_email, send_mail
+
+    s = _settings()
+    config, _ = current_topics(s)
+    with session_scope(s) as session:
+        sub = start_reconfirm(session, email)
+        msg = confirmation_email(s, sub, {t.id: t.name for t in config.topics})
+        address = sub.email
+    problem = send_mail(s, msg)
+    if problem:
+        err.print(f"error: confirmation mail to {address} not sent: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{address} is pending; a confirmation link was mailed to it", markup=False, highlight=False)
+
+
+@subs_app.command("rotate-secret")
+def subs_rotate_secret(email: str) -> None:
+    """Give a subscriber a new link secret: every unsubscribe, preferences and confirm link sent
+    to them so far stops working (the next digest carries new ones).
+
+    Example: digest subscribers rotate-secret ada@example.org
+    """
+    from digest.store.db import session_scope
+    from digest.subscribers import rotate_secret
+
+    with session_scope(_settings()) as session:
+        sub = rotate_secret(session, email)
+        console.print(f"{sub.email}: new link secret; earlier links no longer work", markup=False, highlight=False)
 
 
 @subs_app.command("list")
@@ -228,10 +269,12 @@ def subs_list(status: Optional[str] = typer.Option(None, "--status", help="Only 
 
     Example: digest subscribers list --status active
     """
+    from rich.text import Text
     from sqlalchemy import select
 
     from digest.store.db import session_scope
     from digest.store.models import Subscriber
+    from digest.subscribers import printable
 
     s = _settings()
     table = Table()
@@ -243,16 +286,23 @@ def subs_list(status: Optional[str] = typer.Option(None, "--status", help="Only 
             q = q.where(Subscriber.status == status)
         for sub in session.scalars(q):
             freq = sub.frequency if sub.frequency == "daily" else f"weekly ({sub.weekly_day})"
-            table.add_row(sub.email, sub.name or "", ", ".join(sub.topics or []), sub.timezone, freq, sub.status)
+            # Text, not markup; control characters escaped: names are user input
+            table.add_row(*(Text(printable(v)) for v in (sub.email, sub.name or "", ", ".join(sub.topics or []),
+                                                          sub.timezone, freq, sub.status)))
     console.print(table)
 
 
 @subs_app.command("import")
 def subs_import(file: Path) -> None:
-    """Import subscribers from CSV with header email,name,topics,timezone (topics separated by ';').
+    """Import subscribers from CSV: the columns of `subscribers export` (email and topics required;
+    topics separated by ';').
 
-    Bad rows are reported with their line number; every other row is imported (existing
-    addresses are updated). Example: digest subscribers import people.csv
+    Bad rows are reported with their line number (an address twice in the file, no topics,
+    control characters, ...); every other row is imported and existing addresses are updated.
+    Import never makes anyone active who is not: a new address gets the file's status (active
+    without a status column), an existing one that is not active stays so. Cells starting with
+    an apostrophe before = + - @ are read without it (export adds it against CSV injection).
+    Example: digest subscribers import people.csv
     """
     from digest.store.db import session_scope
     from digest.subscribers import import_csv
@@ -266,7 +316,7 @@ def subs_import(file: Path) -> None:
     with session_scope(s) as session:
         report = import_csv(session, text, known_topics=known, filename=str(file))
     for line in report.errors:
-        err.print(line, highlight=False, markup=False)
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"imported: {report.added} added, {report.updated} updated, {len(report.errors)} bad rows")
     if report.errors:
         raise typer.Exit(1)
@@ -274,8 +324,11 @@ def subs_import(file: Path) -> None:
 
 @subs_app.command("export")
 def subs_export(out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
-    """Export subscribers as CSV (importable again).
+    """Export subscribers as CSV (importable again, into any database, without changing anyone's consent).
 
+    Columns: email, name, topics, timezone, status, status_at, frequency, weekday, send_time,
+    trending, consented_at, confirmed_at, created_at (times in UTC, ISO 8601). Cells a
+    spreadsheet would run as a formula (= + - @ tab CR) start with an apostrophe.
     Example: digest subscribers export --out people.csv
     """
     from digest.store.db import session_scope
@@ -324,7 +377,7 @@ def preview(
         items = plan.dry[0][2] if plan.dry else []
         builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
         builder.load(session, {i.paper_id for i in items})
-        content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone),
+        content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret),
                                 ed or clock.now().date(), items, weekly=sub.frequency == "weekly",
                                 order=sub.topics)
     renderer = Renderer(s)

@@ -258,8 +258,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             for did in ids:
                 digest, sub = digests[did], subs.get(digests[did].subscriber_id)
                 if sub is not None and sub.status == "active":
-                    content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone), digest.edition,
-                                            items.get(did, []), weekly=sub.frequency == "weekly",
+                    content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret),
+                                            digest.edition, items.get(did, []), weekly=sub.frequency == "weekly",
                                             order=sub.topics, digest_id=did)
                     jobs[did] = ahead.submit(make_message, content) if ahead else content
             for pos, did in enumerate(ids):
@@ -370,12 +370,14 @@ class _LeaseKeeper(threading.Thread):
 class _Sub:
     """The subscriber columns the send loop needs (plain values, updated as the loop changes them)."""
 
-    __slots__ = ("id", "email", "name", "timezone", "status", "frequency", "consecutive_failures", "topics")
+    __slots__ = ("id", "email", "name", "timezone", "status", "frequency", "consecutive_failures", "topics",
+                 "link_secret")
 
-    def __init__(self, id, email, name, timezone, status, frequency, consecutive_failures, topics=None):
+    def __init__(self, id, email, name, timezone, status, frequency, consecutive_failures, topics, link_secret):
         self.id, self.email, self.name, self.timezone = id, email, name, timezone
         self.status, self.frequency, self.consecutive_failures = status, frequency, consecutive_failures
         self.topics = topics if isinstance(topics, list) else []     # section order
+        self.link_secret = link_secret
 
 
 class _Statements:
@@ -390,7 +392,8 @@ class _Statements:
                                         t.c.status == "sending").values(in_flight=True)
         s = Subscriber.__table__
         self.subscribers = select(s.c.id, s.c.email, s.c.name, s.c.timezone, s.c.status, s.c.frequency,
-                                  s.c.consecutive_failures, s.c.topics).where(s.c.id.in_(bindparam("ids", expanding=True)))
+                                  s.c.consecutive_failures, s.c.topics, s.c.link_secret
+                                  ).where(s.c.id.in_(bindparam("ids", expanding=True)))
         self.reset_failures = update(s).where(s.c.id == bindparam("sid")).values(consecutive_failures=0)
         self.finish: dict[tuple[bool, bool], object] = {}
         for sent in (True, False):

@@ -80,9 +80,10 @@ class ContentBuilder:
                                    for s in sections.values()]))
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
-            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            preferences_url=preferences_url(self.settings, recipient.subscriber_id), cache_key=key,
-            view_url=digest_url(self.settings, digest_id) if digest_id is not None else "")
+            unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id, recipient.link_secret),
+            preferences_url=preferences_url(self.settings, recipient.subscriber_id, recipient.link_secret),
+            cache_key=key,
+            view_url=digest_url(self.settings, digest_id, recipient.link_secret) if digest_id is not None else "")
 
 
 def _item_order(it: PlannedItem, rank: dict[str, int]):

@@ -40,6 +40,7 @@ class Recipient:
     email: str
     name: str | None = None
     timezone: str = "UTC"
+    link_secret: str = ""         # the subscriber's link secret: binds the links in the email
 
 
 @dataclass

@@ -451,7 +451,7 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
 
     unsubscribe = content.unsubscribe_url
     if not (_usable_url(unsubscribe) and _one_line(unsubscribe, 2000) == unsubscribe):
-        unsubscribe = tokens.unsubscribe_url(settings, sid)
+        unsubscribe = tokens.unsubscribe_url(settings, sid, recipient.link_secret)
     list_unsubscribe = _fold_url("List-Unsubscribe", unsubscribe, "," if fixed.mailto else "")
     if fixed.mailto:
         list_unsubscribe += f" {fixed.mailto}\r\n"

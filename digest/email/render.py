@@ -288,10 +288,10 @@ class Renderer:
     def _recipient(self, content: DigestContent) -> tuple[str, str, str, str]:
         """The recipient-specific values, in slot order: address, unsubscribe and preferences
         URLs, the digest's web page ("" when it has none)."""
-        sid = content.recipient.subscriber_id
+        sid, bind = content.recipient.subscriber_id, content.recipient.link_secret
         return (clean_text(content.recipient.email, 254),
-                safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(self.settings, sid),
-                safe_url(content.preferences_url) or tokens.preferences_url(self.settings, sid),
+                safe_url(content.unsubscribe_url) or tokens.unsubscribe_url(self.settings, sid, bind),
+                safe_url(content.preferences_url) or tokens.preferences_url(self.settings, sid, bind),
                 safe_url(getattr(content, "view_url", "")) or "")
 
     def _content_key(self, content: DigestContent, nothing_new: bool):

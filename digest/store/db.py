@@ -52,10 +52,25 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     engine = get_engine(url, migrate=False)
-    with engine.begin() as conn:
-        cfg = alembic_config(url)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            # A migration that rebuilds a table (Alembic batch mode) drops the old one; with foreign
+            # keys on, that drop cascades to the rows referencing it. SQLite's recipe: keys off (only
+            # possible outside a transaction), migrate, check the keys, keys on again.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg = alembic_config(url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError(f"migrating {url} broke a foreign key; nothing was changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:

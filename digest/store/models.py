@@ -1,6 +1,7 @@
 """Database tables (SQLAlchemy 2 typed models). Portable: SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
@@ -142,8 +143,14 @@ class TopicMatch(Base):
     matched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+def new_link_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # SQLite would otherwise hand a deleted subscriber's id to the next one (max(rowid) + 1).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -158,6 +165,13 @@ class Subscriber(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())     # when status last changed
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # asked to receive it (form, or admin add)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # double opt-in confirmed
+    # Every link carries a tag of this secret (digest/tokens.py): a new secret kills all old links.
+    link_secret: Mapped[str] = mapped_column(String(64), default=new_link_secret)
+    # Created before links were bound: its old (version 1) unsubscribe links still unsubscribe.
+    legacy_links: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Digest(Base):

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     secret_key: str = Field(DEV_SECRET, description="HMAC key for unsubscribe/preferences tokens")
     unsubscribe_mailto: str | None = Field(None, description="Optional mailto address added to List-Unsubscribe")
     list_id: str = Field("paper-digest.localhost", description="List-Id identifier")
+    trusted_proxies: str = Field("", description="Comma-separated proxy addresses/networks whose X-Forwarded-For `digest web` believes (default none)")
 
     matcher: Literal["lexical", "semantic"] = Field("lexical", description="Topic matcher: lexical, or semantic (needs the 'semantic' extra)")
     lookback_days: int = Field(7, ge=1, description="How far back a first (or late) edition looks for papers")

@@ -14,12 +14,16 @@ Routes:
     GET  /unsubscribe/{token}       the footer link: a page with a button
     POST /unsubscribe/{token}       the button (with CSRF), or `List-Unsubscribe=One-Click`
 
-Security: links carry HMAC tokens bound to subscriber and purpose (digest/tokens.py); confirm
-tokens expire. Every form carries a CSRF token that is an HMAC of a random cookie (double
-submit); the one-click POST is the only form-less write. The subscribe response is the same
-whatever the address's state (no enumeration); subscribing is rate-limited per address and per
-client IP in memory. Pages are Jinja2 with autoescape, no inline script (only the optional
-external /tz.js that preselects the browser's time zone), and strict headers.
+Security: links carry HMAC tokens bound to purpose, subscriber id and the subscriber's random
+link secret (digest/tokens.py), so a deleted, re-created or rotated subscriber's links die;
+confirm tokens expire and are bound to the request they answer. Coming back after an
+unsubscribe always takes a new confirmation (double opt-in). Every form carries a CSRF token
+that is an HMAC of a random cookie (double submit); the one-click POST is the only form-less
+write. The subscribe response is the same whatever the address's state (no enumeration);
+subscribing is rate-limited per mailbox (ada+1@ and ada+2@ count as one) and per client in
+memory (digest/web/ratelimit.py; X-Forwarded-For only from DIGEST_TRUSTED_PROXIES). Pages are
+Jinja2 with autoescape, no inline script (only the optional external /tz.js that preselects
+the browser's time zone), and strict headers, on every response including a 500.
 """
 from __future__ import annotations
 
@@ -27,12 +31,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import parseaddr
 from functools import lru_cache
 from zoneinfo import available_timezones
 
@@ -44,18 +44,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sqlalchemy.exc import IntegrityError
+
 from digest import clock
 from digest import tokens
 from digest.store.db import session_scope
-from digest.email.message import recipient_address
 from digest.store.models import Subscriber
-from digest.store.settings import Settings
-from digest.subscribers import WEEKDAYS, SubscriberError, check_timezone, get_by_email, normalise_email
+from digest.store.settings import Settings, SettingsError
+from digest.subscribers import (WEEKDAYS, SubscriberError, check_text, check_timezone, get_by_email, mailbox_key,
+                                normalise_email)
 from digest.web import prefs as prefs_form
+from digest.web.mails import CONFIRM_TTL, already_email, confirm_bind, confirmation_email, send_mail
+from digest.web.ratelimit import RateLimiter, client_key, parse_proxies
 
 log = logging.getLogger("digest.web")
 
-CONFIRM_TTL = 3 * 86400          # confirmation links are valid for three days
+MAX_SUBSCRIBER_ID = 2**31 - 1    # subscribers.id is an INTEGER: PostgreSQL refuses to even look beyond
 ADDRESS_LIMIT = 5                # subscribe requests per address per window
 IP_LIMIT = 20                    # subscribe requests per client IP per window
 RATE_WINDOW = 3600               # seconds
@@ -84,6 +88,8 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"interest-cohort=()"),
 ]
+ERROR_PAGE = (b"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Something went wrong</title>"
+              b"<h1>Something went wrong</h1><p>Please try again in a few minutes.</p></html>")
 TOKEN_ERRORS = {
     "malformed": ("This link is not valid", "The link is incomplete or was changed. Copy the whole link from the email, or use the link in a newer email.", 400),
     "tampered": ("This link is not valid", "The link was changed or was not issued by us. Use the link from the email as it is.", 400),
@@ -91,30 +97,6 @@ TOKEN_ERRORS = {
     "expired": ("This link has expired", "Confirmation links are valid for a few days. Subscribe again to get a new one.", 410),
     "unknown": ("This link is no longer valid", "We have no subscription for this link any more. You can subscribe again.", 404),
 }
-
-
-class RateLimiter:
-    """A sliding-window counter per key, in memory (one process)."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit, self.window = limit, window
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, now: float | None = None) -> bool:
-        """Count one request for ``key``; False when it is over the limit (not counted then)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            q = self._hits[key]
-            while q and q[0] <= now - self.window:
-                q.popleft()
-            if len(q) >= self.limit:
-                return False
-            q.append(now)
-            if len(self._hits) > 100_000:  # drop idle keys so memory stays bounded
-                for k in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]:
-                    del self._hits[k]
-            return True
 
 
 class SecurityHeaders:
@@ -127,13 +109,28 @@ class SecurityHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        started = False
+
         async def send_with_headers(message):
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
                 message["headers"] = headers + SECURITY_HEADERS
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Answered here, inside this middleware, so a 500 carries the same headers as any page
+            # (Starlette's own error page is sent from outside every user middleware).
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await send_with_headers({"type": "http.response.start", "status": 500,
+                                     "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                                 (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": ERROR_PAGE})
 
 
 @lru_cache(maxsize=1)
@@ -156,6 +153,10 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
                       autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
     by_address = RateLimiter(address_limit, rate_window)
     by_ip = RateLimiter(ip_limit, rate_window)
+    try:
+        proxies = parse_proxies(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     secure_cookie = settings.public_url.startswith("https://")
     sender_name = parseaddr(settings.from_addr)[0] or "Paper Digest"
     topics_cache: dict = {}
@@ -212,15 +213,27 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         title, text, status = TOKEN_ERRORS.get(reason, TOKEN_ERRORS["tampered"])
         return message(request, title, text, status, show_subscribe=True)
 
-    def verify(token: str, purpose: str) -> int:
-        return tokens.verify_token(settings.secret_key, token, purpose,
-                                   max_age=confirm_ttl if purpose == "confirm" else None)
+    def verify(token: str, purpose: str) -> tokens.Token:
+        return tokens.read_token(settings.secret_key, token, purpose,
+                                 max_age=confirm_ttl if purpose == "confirm" else None)
 
     def load(session, token: str, purpose: str) -> Subscriber:
-        sub = session.get(Subscriber, verify(token, purpose))
+        """The subscriber a link is for; TokenError("unknown") when the link is signed but its
+        subscriber is gone, was re-created, or has a new link secret."""
+        t = verify(token, purpose)
+        sub = session.get(Subscriber, t.subject_id) if t.subject_id <= MAX_SUBSCRIBER_ID else None
         if sub is None:
             raise tokens.TokenError("unknown")
+        # Links sent before links were bound still unsubscribe (mail programs keep them for years);
+        # they do nothing else.
+        legacy_ok = t.legacy and purpose == "unsubscribe" and sub.legacy_links
+        if not (legacy_ok or t.bound_to(confirm_bind(sub) if purpose == "confirm" else sub.link_secret)):
+            raise tokens.TokenError("unknown")
         return sub
+
+    def client(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_key(peer, request.headers.getlist("x-forwarded-for"), proxies)
 
     def clean_form(form, known: list[TopicChoice]) -> tuple[dict, list[str]]:
         errors: list[str] = []
@@ -240,52 +253,6 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             tz = "UTC"
         return {"topics": chosen, "timezone": tz}, errors
 
-    def send_mail(msg: EmailMessage) -> None:
-        from digest.delivery.backends import open_backend
-
-        try:
-            with open_backend(settings) as backend:
-                result = backend.send(msg)
-            if not result.ok:
-                log.warning("confirmation mail to %s not sent: %s", msg["To"], result.error)
-        except Exception:  # noqa: BLE001 - the page must look the same whatever happened
-            log.exception("confirmation mail to %s failed", msg["To"])
-
-    def transactional(sub: Subscriber, subject: str, kind: str) -> EmailMessage:
-        """Headers of the one-off mails the pages send (not digests: no list headers)."""
-        msg = EmailMessage()
-        msg["From"] = settings.from_addr
-        msg["To"] = recipient_address(sub.email, sub.name)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(clock.now())
-        domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
-        msg["Message-ID"] = make_msgid(kind, domain=domain)
-        msg["Auto-Submitted"] = "auto-generated"
-        return msg
-
-    def confirm_message(sub: Subscriber, names: dict[str, str]) -> EmailMessage:
-        msg = transactional(sub, f"Confirm your subscription to {sender_name}", "confirm")
-        topic_list = "\n".join(f"  - {names.get(t, t)}" for t in sub.topics or [])
-        days = max(1, round(confirm_ttl / 86400))
-        url = tokens.confirm_url(settings, sub.id, ttl_seconds=confirm_ttl)
-        msg.set_content(
-            f"Hello{(' ' + sub.name) if sub.name else ''},\n\n"
-            f"someone (hopefully you) asked to receive the {sender_name} for {sub.email} with these topics:\n\n"
-            f"{topic_list}\n\n"
-            f"To start receiving it, open this link and press the confirm button:\n\n{url}\n\n"
-            f"The link is valid for {days} day{'s' if days != 1 else ''}. If you did not ask for this, ignore this "
-            f"email: nothing will be sent to you.\n")
-        return msg
-
-    def already_message(sub: Subscriber) -> EmailMessage:
-        msg = transactional(sub, f"You are already subscribed to {sender_name}", "subscribe")
-        msg.set_content(
-            f"Hello{(' ' + sub.name) if sub.name else ''},\n\n"
-            f"someone (hopefully you) asked to subscribe {sub.email} to the {sender_name}. This address is already "
-            f"subscribed, so nothing changed.\n\nTo change your topics, time zone, or to pause the digest:\n\n"
-            f"{tokens.preferences_url(settings, sub.id)}\n\nIf you did not ask for this, ignore this email.\n")
-        return msg
-
     # ---------------------------------------------------------------- routes
     async def index(request: Request) -> Response:
         return RedirectResponse("/subscribe", status_code=303)
@@ -293,18 +260,23 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
     async def subscribe(request: Request) -> Response:
         known = await run_in_threadpool(topics)
         ctx = {"topics": known, "timezones": timezone_names()}
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return page(request, "subscribe.html", **ctx, values={"timezone": "UTC", "topics": []}, errors=[],
                         prefill_tz=True)
         form, ok = await form_with_csrf(request)
         if not ok:
             return csrf_failed(request)
-        ip = request.client.host if request.client else "unknown"
-        if not by_ip.hit(ip):
+        if not by_ip.hit(client(request)):
             return message(request, "Too many requests", "Please wait an hour and try again.", 429)
         values, errors = clean_form(form, known)
         raw_email = str(form.get("email") or "").strip()[:320]
-        name = " ".join(str(form.get("name") or "").split())[:MAX_NAME] or None
+        raw_name = str(form.get("name") or "")
+        try:
+            check_text(raw_name, "name")
+        except SubscriberError:
+            errors.append("Names cannot contain control characters.")
+            raw_name = ""
+        name = " ".join(raw_name.split())[:MAX_NAME] or None
         values.update(email=raw_email, name=name or "")
         try:
             email = normalise_email(raw_email)
@@ -313,28 +285,34 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             email = None
         if errors:
             return page(request, "subscribe.html", 400, **ctx, values=values, errors=errors, prefill_tz=False)
-        if not by_address.hit(email):
+        if not by_address.hit(mailbox_key(email)):
             return message(request, "Too many requests", "Please wait an hour and try again.", 429)
         names = {t.id: t.name for t in known}
         await run_in_threadpool(_subscribe, email, name, values["topics"], values["timezone"], names)
         return page(request, "check_inbox.html", email=email)
 
     def _subscribe(email: str, name: str | None, topic_ids: list[str], tz: str, names: dict[str, str]) -> None:
+        try:
+            msg = _subscribe_row(email, name, topic_ids, tz, names)
+        except IntegrityError:
+            # Another request created this address a moment ago: go again, it is an update now.
+            msg = _subscribe_row(email, name, topic_ids, tz, names)
+        send_mail(settings, msg)
+
+    def _subscribe_row(email: str, name: str | None, topic_ids: list[str], tz: str, names: dict[str, str]):
         now = clock.now()
         with session_scope(settings) as session:
             sub = get_by_email(session, email)
             if sub is not None and sub.status in ("active", "paused"):
                 # Never touch a live subscription from an unauthenticated form: tell its owner.
-                msg = already_message(sub)
-            else:
-                if sub is None:
-                    sub = Subscriber(email=email, created_at=now)
-                    session.add(sub)
-                sub.name, sub.topics, sub.timezone = name, topic_ids, tz
-                sub.status, sub.updated_at = "pending", now
-                session.flush()
-                msg = confirm_message(sub, names)
-        send_mail(msg)
+                return already_email(settings, sub)
+            if sub is None:
+                sub = Subscriber(email=email, created_at=now)
+                session.add(sub)
+            sub.name, sub.topics, sub.timezone = name, topic_ids, tz
+            sub.status, sub.status_at, sub.consented_at, sub.updated_at = "pending", now, now, now
+            session.flush()
+            return confirmation_email(settings, sub, names, confirm_ttl)
 
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
@@ -359,16 +337,17 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
                        "This subscription was changed after the link was sent. Subscribe again to get a new link.",
                        409, show_subscribe=True)
 
-    def _confirm(token: str, act: bool) -> tuple[str, str, str]:
+    def _confirm(token: str, act: bool) -> tuple[str, str, str, list[str]]:
         with session_scope(settings) as session:
             sub = load(session, token, "confirm")
             if act and sub.status == "pending":
+                now = clock.now()
                 sub.status, sub.consecutive_failures = "active", 0
-                sub.updated_at = clock.now()
-            return sub.status, sub.email, _prefs_path(sub.id), list(sub.topics or [])
+                sub.updated_at = sub.status_at = sub.confirmed_at = now
+            return sub.status, sub.email, _prefs_path(sub), list(sub.topics or [])
 
-    def _prefs_path(sid: int) -> str:
-        return "/preferences/" + tokens.make_token(settings.secret_key, "preferences", sid)
+    def _prefs_path(sub: Subscriber) -> str:
+        return "/preferences/" + tokens.make_token(settings.secret_key, "preferences", sub.id, bind=sub.link_secret)
 
     async def preferences(request: Request) -> Response:
         token = request.path_params["token"]
@@ -386,10 +365,14 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             if errors:
                 state.update(values)
                 return prefs_page(request, 400, known, state, errors, False, token)
+            names = {t.id: t.name for t in known}
             try:
-                state = await run_in_threadpool(_prefs_save, token, values)
+                state, mail = await run_in_threadpool(_prefs_save, token, values, names)
             except tokens.TokenError as exc:
                 return token_failed(request, exc.reason)
+            if mail is not None:   # coming back after unsubscribing: their own confirmation first
+                await run_in_threadpool(send_mail, settings, mail)
+                return page(request, "check_inbox.html", token_page=True, email=state["email"])
             saved = True
         return prefs_page(request, 200, known, state, errors, saved, token)
 
@@ -409,11 +392,16 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         with session_scope(settings) as session:
             return _state(load(session, token, "preferences"))
 
-    def _prefs_save(token: str, values: dict) -> dict:
+    def _prefs_save(token: str, values: dict, names: dict[str, str]):
+        """Apply the form; returns the new state and, for someone coming back after unsubscribing,
+        the confirmation mail to send (they stay pending until they confirm: double opt-in)."""
+        mail = None
         with session_scope(settings) as session:
             sub = load(session, token, "preferences")
-            prefs_form.apply(sub, values, clock.now())
-            return _state(sub)
+            if prefs_form.apply(sub, values, clock.now()):
+                session.flush()
+                mail = confirmation_email(settings, sub, names, confirm_ttl)
+            return _state(sub), mail
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -433,7 +421,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         except tokens.TokenError as exc:
             return token_failed(request, exc.reason)
         return page(request, "done.html", token_page=True, title="You are unsubscribed",
-                    text=f"{state['email']} will get no more digests.", preferences_url=state["preferences_url"],
+                    text=f"{state['email']} will get no more digests.", preferences_url="/subscribe",
                     resubscribe=True)
 
     def _prefs_or_unsub(token: str, act: bool) -> dict:
@@ -441,10 +429,12 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
             sub = load(session, token, "unsubscribe")
             if act and sub.status != "unsubscribed":
                 sub.status = "unsubscribed"
-                sub.updated_at = clock.now()
+                sub.updated_at = sub.status_at = clock.now()
                 log.info("subscriber %s unsubscribed", sub.id)
             state = _state(sub)
-            state["preferences_url"] = _prefs_path(sub.id)
+            # Only a live subscription is offered its preferences ("pause instead"); whoever holds
+            # just the unsubscribe link of a stopped one can subscribe again through the form.
+            state["preferences_url"] = _prefs_path(sub) if sub.status in ("active", "paused") else ""
             return state
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
@@ -457,7 +447,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         return Response(TZ_SCRIPT, media_type="text/javascript", headers={"cache-control": "public, max-age=86400"})
 
     routes = [
-        Route("/", index, methods=["GET"]),
+        Route("/", index, methods=["GET", "HEAD"]),
         Route("/tz.js", tz_script, methods=["GET"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
@@ -473,7 +463,16 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
     return app
 
 
+def server_config(settings: Settings, host: str = "127.0.0.1", port: int = 8000, **kw):
+    """The uvicorn config `digest web` runs with. Proxy headers are read by the app itself
+    (DIGEST_TRUSTED_PROXIES), never by uvicorn, which would believe any X-Forwarded-For from
+    127.0.0.1."""
+    import uvicorn
+
+    return uvicorn.Config(create_app(settings), host=host, port=port, proxy_headers=False, **kw)
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.Server(server_config(settings, host, port, log_level="info")).run()

@@ -150,16 +150,22 @@ class _Item:
 _BOOT = secrets.token_hex(6)     # a new process may serve new templates: its ETags differ
 
 
-def digest_stamp(settings: Settings, digest_id: int, names: dict[str, str]) -> tuple[str, datetime | None] | None:
+def digest_stamp(settings: Settings, digest_id: int, names: dict[str, str],
+                 token: tokens.Token | None = None) -> tuple[str, datetime | None] | None | bool:
     """The page's ETag and Last-Modified from what it is made of (the digest row, its papers'
     last change, the reader's topic order, the topic names), without building it; None when
-    there is no such digest. Lets a revalidation be answered 304 for the price of two queries."""
+    there is no such digest, False when ``token`` was not made for its subscriber (an old link
+    of a deleted or rotated subscriber). Lets a revalidation be answered 304 for the price of
+    two queries."""
     with session_scope(settings) as session:
-        row = session.execute(select(Digest.planned_at, Digest.sent_at, Subscriber.topics, Subscriber.frequency)
+        row = session.execute(select(Digest.planned_at, Digest.sent_at, Subscriber.topics, Subscriber.frequency,
+                                     Subscriber.link_secret)
                               .join(Subscriber, Subscriber.id == Digest.subscriber_id, isouter=True)
                               .where(Digest.id == digest_id)).first()
         if row is None:
             return None
+        if token is not None and not token.bound_to(row.link_secret):
+            return False
         changed = session.scalar(select(Paper.updated_at).join(DigestItem, DigestItem.paper_id == Paper.id)
                                  .where(DigestItem.digest_id == digest_id)
                                  .order_by(Paper.updated_at.desc()).limit(1))
@@ -251,12 +257,18 @@ def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
 
     async def digest_view(request: Request) -> Response:
         try:
-            digest_id = tokens.verify_token(settings.secret_key, request.path_params["token"], "digest")
+            token = tokens.read_token(settings.secret_key, request.path_params["token"], "digest")
         except tokens.TokenError:
+            token = None
+        if token is None or token.legacy:
             return not_found(request, "This link is not valid",
                              "Use the View in browser link of the email as it is.", 400)
+        digest_id = token.subject_id
         topic_names = await run_in_threadpool(names)
-        stamp = await run_in_threadpool(digest_stamp, settings, digest_id, topic_names)
+        stamp = await run_in_threadpool(digest_stamp, settings, digest_id, topic_names, token)
+        if stamp is False:
+            return not_found(request, "This link is not valid",
+                             "Use the View in browser link of the email as it is.", 400)
         if stamp is None:
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
         etag, last_modified = stamp

@@ -79,17 +79,26 @@ def read_form(form, known: list, current: list[str] | None = None) -> tuple[dict
             "send_time": send_time, "trending": form.get("trending") == "1", "delivery": delivery}, errors
 
 
-def apply(sub, values: dict, now: datetime) -> None:
-    """Write the form's values to a Subscriber row."""
+def apply(sub, values: dict, now: datetime) -> bool:
+    """Write the form's values to a Subscriber row. True when the reader asked to come back
+    after unsubscribing (or before confirming): they are `pending` until they confirm again
+    (double opt-in), and the caller mails the confirmation."""
     sub.topics, sub.timezone = values["topics"], values["timezone"]
     sub.frequency, sub.weekly_day = values["frequency"], values["weekly_day"]
     sub.send_time = values["send_time"] or None
     sub.trending = values["trending"]
-    if values["delivery"] != sub.status:
-        sub.status = values["delivery"]
-        if sub.status == "active":
-            sub.consecutive_failures = 0
+    delivery, confirm = values["delivery"], False
+    if delivery != sub.status:
+        if delivery == "unsubscribed" or sub.status in ("active", "paused", "bounced"):
+            sub.status, sub.status_at = delivery, now
+            if delivery == "active":
+                sub.consecutive_failures = 0
+        elif delivery == "active":      # unsubscribed or pending: consent is asked again
+            sub.status, sub.status_at, sub.consented_at = "pending", now, now
+            confirm = True
+        # paused from unsubscribed/pending would be a live subscription without consent: ignored
     sub.updated_at = now
+    return confirm
 
 
 def state(sub, default_send_time: str) -> dict:

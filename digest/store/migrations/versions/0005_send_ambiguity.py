@@ -5,7 +5,7 @@ in flight) may have been delivered; counting such sends per digest bounds the co
 can get (DIGEST_AMBIGUOUS_RETRY).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-30 06:00:00.000000
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
