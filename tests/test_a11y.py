@@ -159,7 +159,9 @@ def test_every_page_has_no_serious_axe_violation(live, sink, browser):
 def test_preferences_edit_everything_the_cli_can(live, sink, browser):
     s, url = live
     sid = seed(s)
-    prefs = f"{url}/preferences/{tokens.make_token(s.secret_key, 'preferences', sid)}"
+    with session_scope(s) as session:
+        bind = session.get(Subscriber, sid).link_secret
+    prefs = f"{url}/preferences/{tokens.make_token(s.secret_key, 'preferences', sid, bind=bind)}"
     page = browser.new_page(viewport={"width": 375, "height": 900})
     try:
         page.goto(prefs)
@@ -200,8 +202,8 @@ def test_preferences_edit_everything_the_cli_can(live, sink, browser):
         p = Subscriber(email="new@example.org", topics=["efficient-attention", "vision-language"], status="pending")
         session.add(p)
         session.flush()
-        pid = p.id
-    r = httpx.get(f"{url}/confirm/{tokens.make_token(s.secret_key, 'confirm', pid, 3600)}", timeout=20)
+        pid, pbind = p.id, confirm_bind(p)
+    r = httpx.get(f"{url}/confirm/{tokens.make_token(s.secret_key, 'confirm', pid, 3600, bind=pbind)}", timeout=20)
     assert r.status_code == 200
     assert re.search(r"<li>Efficient attention</li>\s*<li>Vision-language models</li>", r.text)
 
