@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import sqlite3
 import sys
@@ -102,10 +103,11 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
         topics = tuple(gen.subscriber_topics())
         sub_topics.append(topics)
         rows.append((i, f"reader{i}@bench.example", f"Reader {i}" if i % 3 else None, json.dumps(list(topics)),
-                     zones[i % len(zones)], "active", "daily", 0, 0, None, 0, created, created))
+                     zones[i % len(zones)], "active", "daily", 0, 0, None, 0, created, created,
+                     secrets.token_urlsafe(24), 0))
     con.executemany("INSERT INTO subscribers (id, email, name, topics, timezone, status, frequency, weekly_day, "
-                    "trending, send_time, consecutive_failures, created_at, updated_at) VALUES "
-                    "(?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                    "trending, send_time, consecutive_failures, created_at, updated_at, link_secret, legacy_links) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     con.commit()
     log(f"  {n_subs} subscribers")
 

@@ -69,8 +69,8 @@ def build(tmp: Path, n_papers: int):
                                        matched_at=now))
             session.add(DigestItem(digest_id=digest.id, paper_id=pid, subscriber_id=sub.id, section=tid,
                                    position=i // len(topics), shown=i // len(topics) < 10))
-        did = digest.id
-    return s, f"/digest/{tokens.make_token(s.secret_key, 'digest', did)}"
+        did, bind = digest.id, sub.link_secret
+    return s, f"/digest/{tokens.make_token(s.secret_key, 'digest', did, bind=bind)}"
 
 
 async def timed(app, path: str, headers: dict | None = None) -> tuple[float, int, int]:

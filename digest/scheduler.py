@@ -4,6 +4,8 @@ Jobs (explicit ids, replace_existing, coalescing, deliberate misfire grace):
   ingest     cron (UTC, settings.ingest_cron): fetch sources, match new papers
   send-tick  every minute: plan and send the editions that are due in each subscriber's
              local time (default 08:00); catches up after downtime, never sends stale editions
+  learn      every settings.learn_every_hours: retrain topic relevance from readers' votes
+  status     every minute: record each job's last success and failures for `digest status`
   heartbeat  every lease/3 s: renews the leader lease that keeps other schedulers standing by
 
 The send decision is computed from the clock and the ledger, not from APScheduler's memory,
@@ -233,8 +235,10 @@ class DigestScheduler:
                     report = send_pending(self.settings, make, backend, renderer, names, stop=self.stop)
             else:
                 report = send_pending(self.settings, make, backend, renderer, names, stop=self.stop)
-            totals.update(sent=report.sent, failed=report.failed, deferred=report.deferred)
-            if any(totals[k] for k in ("planned", "sent", "failed", "deferred", "expired")):
+            totals.update(sent=report.sent, failed=report.failed, deferred=report.deferred,
+                          exhausted=report.exhausted, unconfirmed=report.unconfirmed)
+            if any(totals.get(k) for k in ("planned", "sent", "failed", "deferred", "expired", "exhausted",
+                                           "unconfirmed")):
                 log.info("event=send %s", " ".join(f"{k}={v}" for k, v in totals.items()))
                 with session_scope(self.settings) as session:
                     put_state(session, "last_send", {**totals, "at": now.isoformat(),
@@ -251,7 +255,8 @@ class DigestScheduler:
             self._dry_seen.add(key)
             with make() as session:
                 plan = plan_edition(session, config.ids, plan_options(self.settings), edition=group.edition,
-                                    now=now, subscriber_ids=group.subscriber_ids, dry_run=True)
+                                    now=now, subscriber_ids=group.subscriber_ids, dry_run=True,
+                                    personal=PersonalOrder())
             log.info("event=dry-run edition=%s timezone=%s would_send=%d nothing_new=%d (nothing recorded)",
                      group.edition, group.timezone, len(plan.dry), plan.empty)
             totals["groups"] += 1

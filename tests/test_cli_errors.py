@@ -56,6 +56,8 @@ SETTINGS = [
     ("ingest-cron-bad", ["status"], {"DIGEST_INGEST_CRON": "bad cron"}, 2, ["DIGEST_INGEST_CRON", "bad cron", "cron"]),
     ("send-time-25h-run", ["run", "--no-wait"], {"DIGEST_SEND_TIME": "25:00"}, 2, ["DIGEST_SEND_TIME", "25:00", "HH:MM"]),
     ("send-time-no-colon", ["send-now", "--no-ingest"], {"DIGEST_SEND_TIME": "8am"}, 2, ["DIGEST_SEND_TIME", "8am"]),
+    ("trusted-proxies-bad", ["status"], {"DIGEST_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, 2,
+     ["DIGEST_TRUSTED_PROXIES", "proxy.local", "networks"]),
     ("from-not-an-address", ["status"], {"DIGEST_FROM": "not-an-address"}, 2, ["DIGEST_FROM", "not-an-address", "address"]),
     ("public-url-not-a-url", ["status"], {"DIGEST_PUBLIC_URL": "not a url"}, 2, ["DIGEST_PUBLIC_URL", "not a url", "http"]),
     ("public-url-ftp", ["status"], {"DIGEST_PUBLIC_URL": "ftp://example.org"}, 2, ["DIGEST_PUBLIC_URL", "ftp://example.org"]),

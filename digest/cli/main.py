@@ -362,6 +362,7 @@ def preview(
     from digest.plan import plan_edition
     from digest.email.render import Renderer
     from digest.email.builder import ContentBuilder
+    from digest.topics.personal import PersonalOrder
 
     s = _settings()
     ed = _parse_date(edition)
@@ -373,7 +374,8 @@ def preview(
         sub = session.get(Subscriber, ids[0])
         opts = plan_options(s)
         opts.send_empty = True
-        plan = plan_edition(session, config.ids, opts, edition=ed, subscriber_ids=ids, dry_run=True)
+        plan = plan_edition(session, config.ids, opts, edition=ed, subscriber_ids=ids, dry_run=True,
+                            personal=PersonalOrder())     # the reader's own order, as the real send
         items = plan.dry[0][2] if plan.dry else []
         builder = ContentBuilder(s, {t.id: t.name for t in config.topics})
         builder.load(session, {i.paper_id for i in items})
@@ -401,7 +403,9 @@ def send_now_cmd(
     Running it twice for the same edition sends nothing the second time. A dry run
     (--dry-run or DIGEST_DELIVERY=dry-run) sends and records nothing.
 
-    Exit codes: 0 all sent; 1 some digest failed for good (a 5xx reply, see `digest status`);
+    Exit codes: 0 all sent (an "unconfirmed" digest counts: the server got it without answering);
+    1 some digest failed for good (a 5xx reply, or 5 deferred attempts used up: "exhausted", see
+    `digest status`);
     2 a usage mistake or invalid setting (nothing ran); 3 nothing failed but some digests were
     deferred (SMTP server down or a 4xx reply): they are retried by the next run.
 
@@ -434,18 +438,19 @@ def send_now_cmd(
     for line in report.previews:
         console.print(f"[dry-run] {line}", markup=False, highlight=False)
     table = Table(title="send" + (" (dry run)" if dry_run else ""))
-    for col in ("planned", "nothing new", "already done", "sent", "deferred", "failed"):
+    for col in ("planned", "nothing new", "already done", "sent", "deferred", "failed", "exhausted",
+                "unconfirmed"):
         table.add_column(col, justify="right")
     sr = report.send
     table.add_row(str(report.plan.planned), str(report.plan.empty), str(report.plan.already),
-                  str(sr.sent), str(sr.deferred), str(sr.failed))
+                  str(sr.sent), str(sr.deferred), str(sr.failed), str(sr.exhausted), str(sr.unconfirmed))
     console.print(table)
     for line in sr.errors:
         err.print(line, markup=False, highlight=False)
     if s.delivery.startswith("file://") and sr.sent:
         console.print(f"open the digests in {s.delivery.removeprefix('file://')} (one .html per message)")
-    if sr.failed:
-        err.print(f"failed {sr.failed}" + (f", deferred {sr.deferred}" if sr.deferred else "")
+    if sr.failed or sr.exhausted:
+        err.print(f"failed {sr.failed + sr.exhausted}" + (f", deferred {sr.deferred}" if sr.deferred else "")
                   + ": see `digest status`", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILED)
     if sr.deferred:

@@ -60,9 +60,7 @@ class ContentBuilder:
         for it in sorted(items, key=lambda it: _item_order(it, rank)):
             sec = sections.get(it.section)
             if sec is None:
-                name = "Trending on Hugging Face" if it.section == "trending" else self.topic_names.get(it.section, it.section)
-                if it.section.startswith("ask:"):  # a paper just below a topic's threshold (digest.plan.add_questions)
-                    name = f"Is this {self.topic_names.get(it.section[4:], it.section[4:])}?"
+                name = section_name(it.section, self.topic_names)
                 sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
             if not (it.shown or all_shown):
                 sec.more += 1
@@ -87,9 +85,24 @@ class ContentBuilder:
 
 
 def _item_order(it: PlannedItem, rank: dict[str, int]):
-    """Trending last; the subscriber's topics in their order, each followed by its question;
-    topics they no longer follow after those (by id, so the order never depends on how the database returned the rows)."""
-    trending = it.section == "trending"
+    return section_order(it.section, it.position, it.paper_id, rank)
+
+
+def section_order(section: str, position: int, paper_id: str, rank: dict[str, int]):
+    """Sort key of a ledger item (the email and the digest's web page share it): Trending last;
+    the subscriber's topics in their order, each followed by its question; topics they no longer
+    follow after those (by id, so the order never depends on how the database returned the rows)."""
+    trending = section == "trending"
     # an "Is this <topic>?" question comes right after its topic's section
-    topic, asked = (it.section[4:], 1) if it.section.startswith("ask:") else (it.section, 0)
-    return (trending, rank.get(topic, len(rank)), "" if trending else topic, asked, it.position, it.paper_id)
+    topic, asked = (section[4:], 1) if section.startswith("ask:") else (section, 0)
+    return (trending, rank.get(topic, len(rank)), "" if trending else topic, asked, position, paper_id)
+
+
+def section_name(section: str, topic_names: dict[str, str]) -> str:
+    """The heading of a section: the topic's name, the question for a paper just below its
+    threshold, or Trending."""
+    if section == "trending":
+        return "Trending on Hugging Face"
+    if section.startswith("ask:"):
+        return f"Is this {topic_names.get(section[4:], section[4:])}?"
+    return topic_names.get(section, section)

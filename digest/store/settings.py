@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         check_hhmm(value)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for part in (value or "").replace(";", ",").split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"expected IP addresses or networks separated by commas, such as "
+                                     f"'127.0.0.1,10.0.0.0/8' ({part.strip()!r} is neither)") from None
+        return value
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, _TomlSource(settings_cls))

@@ -274,7 +274,7 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         try:
             check_text(raw_name, "name")
         except SubscriberError:
-            errors.append("Names cannot contain control characters.")
+            errors.append(prefs_form.FieldError("Names cannot contain control characters.", "name"))
             raw_name = ""
         name = " ".join(raw_name.split())[:MAX_NAME] or None
         values.update(email=raw_email, name=name or "")

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import clock, tokens
+from digest.email.builder import section_name, section_order
 from digest.email.display import clean_text, format_date, safe_url
 from digest.email.render import section_anchor as anchor
 from digest.email.why import why_line
@@ -113,13 +114,12 @@ def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> di
             .where(DigestItem.digest_id == digest_id)).all()
     order = list(sub.topics or []) if sub is not None and isinstance(sub.topics, list) else []
     rank = {t: i for i, t in enumerate(dict.fromkeys(order))}
-    rows.sort(key=lambda r: (r.section == "trending", rank.get(r.section, len(rank)),
-                             "" if r.section == "trending" else r.section, r.position, r.id))
+    rows.sort(key=lambda r: section_order(r.section, r.position, r.id, rank))   # the email's order
     sections: dict[str, PageSection] = {}
     for r in rows:
         sec = sections.get(r.section)
         if sec is None:
-            name = names.get(r.section) or ("Trending on Hugging Face" if r.section == "trending" else r.section)
+            name = section_name(r.section, names)
             sec = sections[r.section] = PageSection(anchor(r.section), clean_text(name, 80) or "Papers")
         sec.shown_in_email += bool(r.shown)
         item = _Item(r.id, r.title, r.abs_url or r.hf_url, r.authors, r.abstract, r.primary_category,
@@ -127,7 +127,8 @@ def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> di
         sec.papers.append(paper_row(item, list(r.matched or []) if isinstance(r.matched, list) else []))
     weekly = sub is not None and sub.frequency == "weekly"
     return {"sections": list(sections.values()), "edition": row.edition, "weekly": weekly,
-            "total": sum(len(s.papers) for s in sections.values())}
+            # "Is this <topic>?" papers are questions, not part of the count (as in the email)
+            "total": sum(len(s.papers) for t, s in sections.items() if not t.startswith("ask:"))}
 
 
 @dataclass
