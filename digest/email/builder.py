@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.email.content import DigestContent, PaperItem, Recipient, Section
-from digest.plan import PlannedItem
+from digest.plan import ASK, PlannedItem
 from digest.store.models import Paper, TopicMatch
 from digest.store.settings import Settings
 
@@ -94,7 +94,7 @@ def section_order(section: str, position: int, paper_id: str, rank: dict[str, in
     follow after those (by id, so the order never depends on how the database returned the rows)."""
     trending = section == "trending"
     # an "Is this <topic>?" question comes right after its topic's section
-    topic, asked = (section[4:], 1) if section.startswith("ask:") else (section, 0)
+    topic, asked = (section[len(ASK):], 1) if section.startswith(ASK) else (section, 0)
     return (trending, rank.get(topic, len(rank)), "" if trending else topic, asked, position, paper_id)
 
 
@@ -103,6 +103,7 @@ def section_name(section: str, topic_names: dict[str, str]) -> str:
     threshold, or Trending."""
     if section == "trending":
         return "Trending on Hugging Face"
-    if section.startswith("ask:"):
-        return f"Is this {topic_names.get(section[4:], section[4:])}?"
+    if section.startswith(ASK):
+        topic = section[len(ASK):]
+        return f"Is this {topic_names.get(topic, topic)}?"
     return topic_names.get(section, section)

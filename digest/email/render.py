@@ -35,6 +35,7 @@ from digest.email.display import URL_MAX, clean_text, format_date, safe_url, tri
 from digest.email.why import why_line
 from digest.email.content import DigestContent, PaperItem
 from digest.email.rendered import Rendered, Slotted
+from digest.plan import ASK
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -511,7 +512,7 @@ class Renderer:
             if nothing_new:
                 continue
             extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
-            question = str(sec.topic_id).startswith("ask:")
+            question = str(sec.topic_id).startswith(ASK)
             if question and name:
                 named.pop()
             sections.append(SectionView(name=name or "Papers",

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from digest import clock, tokens
 from digest.email.builder import section_name, section_order
+from digest.plan import ASK
 from digest.email.display import clean_text, format_date, safe_url
 from digest.email.render import section_anchor as anchor
 from digest.email.why import why_line
@@ -128,7 +129,7 @@ def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> di
     weekly = sub is not None and sub.frequency == "weekly"
     return {"sections": list(sections.values()), "edition": row.edition, "weekly": weekly,
             # "Is this <topic>?" papers are questions, not part of the count (as in the email)
-            "total": sum(len(s.papers) for t, s in sections.items() if not t.startswith("ask:"))}
+            "total": sum(len(s.papers) for t, s in sections.items() if not t.startswith(ASK))}
 
 
 @dataclass
