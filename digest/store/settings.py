@@ -4,6 +4,7 @@ Precedence: explicit keyword arguments > environment > settings file > defaults.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -146,15 +147,11 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: str) -> str:
-        import ipaddress
-
-        for part in (value or "").replace(";", ",").split(","):
-            if part.strip():
-                try:
-                    ipaddress.ip_network(part.strip(), strict=False)
-                except ValueError:
-                    raise ValueError(f"expected IP addresses or networks separated by commas, such as "
-                                     f"'127.0.0.1,10.0.0.0/8' ({part.strip()!r} is neither)") from None
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"expected IP addresses or networks separated by commas, such as "
+                             f"'127.0.0.1,10.0.0.0/8' ({exc})") from None
         return value
 
     @classmethod
@@ -308,6 +305,19 @@ def check_now_setting() -> None:
         except ValueError:
             raise SettingsError(f"DIGEST_NOW={value!r}: expected an ISO 8601 instant such as "
                                 "2026-11-21T08:00:00Z") from None
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` -> networks (``;`` also separates); ValueError naming a bad entry."""
+    nets = []
+    for part in (value or "").replace(";", ",").split(","):
+        part = part.strip()
+        if part:
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
+    return tuple(nets)
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from digest.store.settings import parse_networks
+
 _EVICT_PER_HIT = 2
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,15 +60,10 @@ class RateLimiter:
 
 def parse_proxies(value: str) -> tuple[Network, ...]:
     """``"127.0.0.1, 10.0.0.0/8"`` -> networks; ValueError naming a bad entry."""
-    nets = []
-    for part in (value or "").replace(";", ",").split(","):
-        part = part.strip()
-        if part:
-            try:
-                nets.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ValueError(f"DIGEST_TRUSTED_PROXIES: {part!r} is not an IP address or network") from None
-    return tuple(nets)
+    try:
+        return parse_networks(value)
+    except ValueError as exc:
+        raise ValueError(f"DIGEST_TRUSTED_PROXIES: {exc}") from None
 
 
 def _ip(value: str):
