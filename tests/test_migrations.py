@@ -68,3 +68,26 @@ def test_0004_keeps_every_row_gives_secrets_and_never_reuses_ids(request, tmp_pa
         session.add(new)
         session.flush()
         assert new.id == 4 and new.link_secret and not new.legacy_links
+
+
+def test_processes_opening_a_new_database_at_once_all_start(request, tmp_path):
+    """A scheduler, a worker and the web app started together on an empty database: one
+    migrates, the others wait for it; none fails with 'table already exists'."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_DB
+
+    code = ("import sys; from digest.store.db import get_engine, current_revision; "
+            "get_engine(sys.argv[1]); print(current_revision(sys.argv[1]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    for attempt in range(3):  # a race: several tries, so a missing lock shows reliably
+        url = (f"sqlite:///{tmp_path}/new{attempt}.db" if TEST_DB == "sqlite"
+               else request.getfixturevalue("postgres").create_database(f"migrate_race{attempt}"))
+        procs = [subprocess.Popen([sys.executable, "-c", code, url], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+        results = [p.communicate(timeout=120) for p in procs]
+        for p, (out, err) in zip(procs, results):
+            assert p.returncode == 0, err
+            assert out.strip() == "0007"

@@ -181,7 +181,9 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(settings):
     leader = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     standby = None
     try:
-        assert wait_for(lambda: (_holder(settings) or "").count(f":{leader.pid}:") == 1, 60)
+        if not wait_for(lambda: (_holder(settings) or "").count(f":{leader.pid}:") == 1, 60):
+            leader.kill()
+            pytest.fail(f"the first scheduler never led; it said: {leader.communicate()[1][-2000:]}")
         standby = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3)                                    # longer than the lease: renewals keep it
         assert f":{leader.pid}:" in _holder(settings)

@@ -1,8 +1,9 @@
 """Engine, sessions and migrations. Migrations run automatically on first use."""
 from __future__ import annotations
 
+import fcntl
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -50,10 +51,29 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Several processes may open a new SQLite file at once (a scheduler, a worker, the web
+    app): pysqlite runs DDL outside any transaction, so without this they race to create the
+    same tables. An OS lock on a file beside the database lets one migrate while the rest wait."""
+    path = Path(url.removeprefix("sqlite:///")).expanduser()
+    with open(path.with_name(path.name + ".migrate-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# any fixed number: every digest process on a PostgreSQL database takes the same advisory lock
+_PG_MIGRATION_LOCK = 0x6469676573
+
+
 def upgrade(url: str) -> None:
     engine = get_engine(url, migrate=False)
     sqlite = engine.dialect.name == "sqlite"
-    with engine.connect() as conn:
+    on_file = sqlite and url.startswith("sqlite:///") and ":memory:" not in url
+    with _sqlite_migration_lock(url) if on_file else nullcontext(), engine.connect() as conn:
         if sqlite:
             # A migration that rebuilds a table (Alembic batch mode) drops the old one; with foreign
             # keys on, that drop cascades to the rows referencing it. SQLite's recipe: keys off (only
@@ -62,6 +82,8 @@ def upgrade(url: str) -> None:
             conn.commit()
         try:
             with conn.begin():
+                if engine.dialect.name == "postgresql":  # released at commit; the next one finds head
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
                 cfg = alembic_config(url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
