@@ -90,7 +90,9 @@ class _Handler:
 
 
 class SMTPSink:
-    def __init__(self) -> None:
+    def __init__(self, *, starttls=None, implicit_tls=None, login: tuple[str, str] | None = None) -> None:
+        """``starttls``/``implicit_tls``: an ssl server context, for STARTTLS (required) or TLS
+        from the first byte; ``login``: (user, password) AUTH requires (over TLS only)."""
         self.host = "127.0.0.1"
         self.port = free_port()
         self.lock = threading.Lock()
@@ -104,8 +106,27 @@ class SMTPSink:
         self.reply_delay = 0.0
         self._rcpt_script: dict[str, list[str]] = {}
         self._rcpt_refuse: dict[str, str] = {}
-        self.controller = Controller(_Handler(self), hostname=self.host, port=self.port,
-                                     ready_timeout=10)
+        self.logins: list[str] = []
+        extra = {}
+        if starttls is not None:
+            extra.update(tls_context=starttls, require_starttls=True)
+        if login is not None:
+            # (aiosmtpd does not see its own implicit TLS as TLS; the socket is TLS there anyway)
+            extra.update(authenticator=self._authenticator(login), auth_require_tls=implicit_tls is None)
+        self.controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10,
+                                     ssl_context=implicit_tls, server_hostname="127.0.0.1", **extra)
+
+    def _authenticator(self, login: tuple[str, str]):
+        from aiosmtpd.smtp import AuthResult
+
+        def check(server, session, envelope, mechanism, auth_data):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            ok = (user, password) == login
+            if ok:
+                with self.lock:
+                    self.logins.append(user)
+            return AuthResult(success=ok, handled=False)
+        return check
 
     # scripting --------------------------------------------------------------------------------
     def script_rcpt(self, address: str, *replies: str) -> None:
