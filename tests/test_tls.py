@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import trustme
 
 from digest.delivery.backends import open_backend
 from digest.email.message import compose
@@ -16,8 +17,6 @@ from digest.email.render import Renderer
 from digest.store.settings import Settings
 from tests.digest_samples import realistic
 from tests.smtp_server import SMTPSink
-
-trustme = pytest.importorskip("trustme")
 
 
 @pytest.fixture(scope="module")
