@@ -17,7 +17,7 @@ from digest.store.db import session_factory
 from digest.store.models import Digest, Subscriber
 from digest.pipeline import send_now
 from digest.store.settings import Settings, reset_settings_cache
-from tests.factories import add_paper, add_subscriber
+from tests.factories import add_paper, add_subscriber, wait_for
 from tests.smtp_server import smtp_sink
 
 D1, D2 = date(2026, 11, 18), date(2026, 11, 19)
@@ -276,7 +276,8 @@ def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink)
     zombie = subprocess.Popen(["sleep", "60"])
     try:
         zombie.kill()
-        time.sleep(0.3)                       # killed; not waited for: a zombie, pid still taken
+        # killed; not waited for: a zombie, pid still taken (state Z once the kernel has killed it)
+        assert wait_for(lambda: open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", 30)
         host, _, nonce, space = worker_id().split(":")
         now = app_clock.now()
         with session_factory(smtp_settings)() as s:

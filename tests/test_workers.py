@@ -175,7 +175,7 @@ def _holder(settings) -> str | None:
 
 def test_standby_scheduler_takes_over_when_the_leader_is_killed(settings):
     env = os.environ.copy()
-    env.update({"DIGEST_LEADER_LEASE_SECONDS": "2", "DIGEST_SCHEDULER_SENDS": "false",
+    env.update({"DIGEST_LEADER_LEASE_SECONDS": "3", "DIGEST_SCHEDULER_SENDS": "false",
                 "DIGEST_INGEST_CRON": "0 0 1 1 *"})
     cmd = [sys.executable, "-m", "digest.cli", "run"]
     leader = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -185,7 +185,7 @@ def test_standby_scheduler_takes_over_when_the_leader_is_killed(settings):
             leader.kill()
             pytest.fail(f"the first scheduler never led; it said: {leader.communicate()[1][-2000:]}")
         standby = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)                                    # longer than the lease: renewals keep it
+        time.sleep(4)                                    # longer than the lease: renewals keep it
         assert f":{leader.pid}:" in _holder(settings)
         assert standby.poll() is None                    # standing by, not exited
         leader.send_signal(signal.SIGKILL)
