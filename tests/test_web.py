@@ -373,7 +373,6 @@ def test_tampered_tokens_are_refused_with_a_clear_page(live):
 
 def test_wrong_purpose_tokens_are_refused(live):
     sid = make_sub(live, "dan@example.org", status="pending")
-    key = live.settings.secret_key
     with live.client() as c:
         prefs = link_token(live, "preferences", sid)
         unsub = link_token(live, "unsubscribe", sid)
@@ -391,7 +390,6 @@ def test_wrong_purpose_tokens_are_refused(live):
 
 def test_expired_confirm_links_are_refused(live):
     sid = make_sub(live, "erin@example.org", status="pending")
-    key = live.settings.secret_key
     with live.client() as c:
         token = csrf(c, "/subscribe")
         # its own expiry has passed
@@ -410,7 +408,6 @@ def test_expired_confirm_links_are_refused(live):
 
 def test_forms_without_a_valid_csrf_token_are_refused(live):
     sid = make_sub(live, "fay@example.org", status="pending")
-    key = live.settings.secret_key
     paths = {"/subscribe": {"email": "x@example.org", "topics": "vision-language", "timezone": "UTC"},
              f"/confirm/{link_token(live, 'confirm', sid, 3600)}": {},
              f"/preferences/{link_token(live, 'preferences', sid)}": {"topics": "vision-language",
