@@ -33,6 +33,12 @@ USAGE = [
      ["ghost@example.org"]),
     ("compact-keep-days-not-a-number", ["db", "compact", "--keep-days", "x"], {}, 2, ["--keep-days", "x"]),
     ("format-unknown", ["history", "--subscriber", "ghost@example.org", "--format", "xml"], {}, 2, ["--format", "xml"]),
+    ("web-port-out-of-range", ["web", "--port", "99999"], {"DIGEST_SECRET_KEY": "k" * 32}, 2, ["--port", "99999"]),
+    ("list-status-unknown", ["subscribers", "list", "--status", "bogus"], {}, 2, ["--status", "bogus"]),
+    ("stats-editions-negative", ["stats", "--editions", "-1"], {}, 2, ["--editions", "-1"]),
+    ("compact-keep-days-zero", ["db", "compact", "--keep-days", "0"], {}, 2, ["--keep-days", "0"]),
+    ("export-to-missing-folder", ["subscribers", "export", "--out", "/nonexistent/dir/x.csv"], {}, 1,
+     ["/nonexistent/dir/x.csv", "No such file"]),
 ]
 SETTINGS = [
     ("delivery-one-slash", ["status"], {"DIGEST_DELIVERY": "smtp:/bad"}, 2, ["DIGEST_DELIVERY", "smtp:/bad", "smtp://"]),
@@ -72,6 +78,11 @@ SETTINGS = [
     ("smtp-run-dev-secret", ["run", "--no-wait"], {"DIGEST_SECRET_KEY": None, "DIGEST_DELIVERY": SMTP_DOWN}, 2,
      ["DIGEST_SECRET_KEY", "digest secret"]),
     ("worker-dry-run", ["worker", "--once"], {"DIGEST_DELIVERY": "dry-run"}, 2, ["DIGEST_DELIVERY", "dry-run"]),
+    ("templates-dir-missing", ["status"], {"DIGEST_TEMPLATES_DIR": "/nonexistent"}, 2,
+     ["DIGEST_TEMPLATES_DIR", "digest.mjml.j2"]),
+    ("list-id-header-injection", ["status"], {"DIGEST_LIST_ID": "a\nBcc: x@evil.example"}, 2, ["DIGEST_LIST_ID", "dot-atom"]),
+    ("list-id-space", ["status"], {"DIGEST_LIST_ID": "a b"}, 2, ["DIGEST_LIST_ID", "dot-atom"]),
+    ("user-agent-newline", ["status"], {"DIGEST_USER_AGENT": "x\ny"}, 2, ["DIGEST_USER_AGENT", "printable"]),
 ]
 CASES = USAGE + SETTINGS
 
@@ -114,3 +125,16 @@ def test_error_lines_do_not_wrap_at_80_columns(settings, tmp_path):
     out = run_case(["status"], {"DIGEST_DELIVERY": long_url, "COLUMNS": "80"}, tmp_path)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and len(lines[0]) > 120 and "a" * 120 in lines[0], out.stderr
+
+
+def test_web_on_a_port_in_use_says_so_in_one_line(settings, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_case(["web", "--port", str(port)], {"DIGEST_SECRET_KEY": "k" * 32}, tmp_path)
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stdout + out.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]

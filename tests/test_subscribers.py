@@ -208,3 +208,25 @@ def test_adding_an_unsubscribed_address_says_so_and_reconfirm_asks_them(settings
         assert s.query(Subscriber).filter_by(email="u@example.org").one().status == "pending"
     digest("subscribers", "add", "a@example.org", "--topics", "vision-language", check=0)
     assert "already active" in digest("subscribers", "reconfirm", "a@example.org", check=2).stderr
+
+
+def test_reconfirm_that_cannot_mail_changes_nothing(settings, monkeypatch):
+    """The mail server is down (a closed port on 127.0.0.1): one line, exit 1, and the
+    subscriber stays unsubscribed, with the date they left."""
+    from tests.smtp_server import free_port
+
+    digest("subscribers", "add", "u@example.org", "--topics", "vision-language", check=0)
+    digest("subscribers", "remove", "u@example.org", check=0)
+    with session_scope(settings) as s:
+        before = s.query(Subscriber).filter_by(email="u@example.org").one()
+        left_at, consented = before.status_at, before.consented_at
+    monkeypatch.setenv("DIGEST_DELIVERY", f"smtp://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("DIGEST_SMTP_RETRIES", "0")
+    out = run_cli("subscribers", "reconfirm", "u@example.org")
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: confirmation mail to u@example.org not sent"), out.stderr
+    assert "nothing changed" in out.stderr
+    with session_scope(settings) as s:
+        after = s.query(Subscriber).filter_by(email="u@example.org").one()
+        assert (after.status, after.status_at, after.consented_at) == ("unsubscribed", left_at, consented)

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.table import Table
 
@@ -88,7 +89,7 @@ def db_upgrade() -> None:
 
 
 @db_app.command("compact")
-def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", help="Keep this many days of per-paper send records (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
+def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", min=1, help="Keep this many days of per-paper send records (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
     """Delete per-paper send records older than the history window; old papers still never come back.
 
     Example: digest db compact --keep-days 14
@@ -241,9 +242,13 @@ def subs_reconfirm(email: str) -> None:
         sub = start_reconfirm(session, email)
         msg = confirmation_email(s, sub, {t.id: t.name for t in config.topics})
         address = sub.email
-    problem = send_mail(s, msg)
+        # sent before the change is committed: a mail that did not go out changes nothing
+        problem = send_mail(s, msg, quiet=True)
+        if problem:
+            session.rollback()
     if problem:
-        err.print(f"error: confirmation mail to {address} not sent: {problem}", markup=False, highlight=False)
+        err.print(f"error: confirmation mail to {address} not sent ({problem}); nothing changed",
+                  markup=False, highlight=False)
         raise typer.Exit(1)
     console.print(f"{address} is pending; a confirmation link was mailed to it", markup=False, highlight=False)
 
@@ -264,7 +269,9 @@ def subs_rotate_secret(email: str) -> None:
 
 
 @subs_app.command("list")
-def subs_list(status: Optional[str] = typer.Option(None, "--status", help="Only this status (active, unsubscribed, bounced, ...).")) -> None:
+def subs_list(status: Optional[str] = typer.Option(
+        None, "--status", click_type=click.Choice(["active", "unsubscribed", "bounced", "pending", "paused"]),
+        help="Only this status.")) -> None:
     """List subscribers.
 
     Example: digest subscribers list --status active
@@ -699,7 +706,7 @@ def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
 
 
 @app.command()
-def stats(editions: int = typer.Option(7, "--editions", help="How many recent editions.")) -> None:
+def stats(editions: int = typer.Option(7, "--editions", min=1, help="How many recent editions.")) -> None:
     """Per edition: planned/sent/failed, papers per topic; and subscribers per topic.
 
     Example: digest stats --editions 14
@@ -741,7 +748,7 @@ def stats(editions: int = typer.Option(7, "--editions", help="How many recent ed
 @app.command()
 def web(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the subscriber pages: subscribe (double opt-in), confirm, preferences, unsubscribe.
 
@@ -752,7 +759,11 @@ def web(
 
     s = _settings()
     require_real_secret(s, "digest web")
-    serve(s, host=host, port=port)
+    try:
+        serve(s, host=host, port=port)
+    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        error_line(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
 
 
 # ------------------------------------------------------------------ secret / check
@@ -831,6 +842,10 @@ def main() -> None:
         sys.exit(EXIT_USAGE)
     except OperationalError as exc:  # the database is down or unreachable: not a bug, one line
         error_line(_database_down(exc))
+        sys.exit(1)
+    except OSError as exc:  # a file or folder named on the command line: missing, not writable
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        error_line(f"{exc.strerror or exc}{where}")
         sys.exit(1)
 
 

@@ -144,6 +144,33 @@ class Settings(BaseSettings):
         check_hhmm(value)
         return value
 
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        import re
+
+        # RFC 2919: the identifier is a dot-atom such as news.example.org; anything else would
+        # let a setting bend the List-Id header
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value):
+            raise ValueError("expected a dot-atom such as paper-digest.example.org (letters, digits, dots; "
+                             "no spaces or control characters)")
+        return value
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent(cls, value: str) -> str:
+        if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value) or not value.isascii():
+            raise ValueError("expected one line of printable ASCII, such as 'digest/0.1 (+https://example.org)'")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path) -> Path:
+        missing = [name for name in ("digest.mjml.j2", "digest.txt.j2") if not (Path(value) / name).is_file()]
+        if missing:
+            raise ValueError(f"{value} has no {' or '.join(missing)} (the email templates)")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: str) -> str:

@@ -37,7 +37,9 @@ def current_topics(settings: Settings) -> tuple[TopicConfig, str | None]:
             last = get_state(session, "topics_valid")
             saved = dict(last.value) if last else None
         if not saved:
-            raise NoValidTopicsError(f"topics config is invalid and no earlier valid config is known:\n{error}") from None
+            more = f" (and {len(exc.errors) - 1} more; see digest topics check)" if len(exc.errors) > 1 else ""
+            raise NoValidTopicsError(f"topics config is invalid and no earlier valid config is known: "
+                                     f"{exc.errors[0] if exc.errors else error}{more}") from None
         log.error("topics config %s is invalid; using the last valid one (%s): %s", path, saved.get("at"), error)
         return parse_topics(saved["text"], f"{path} (last valid, {saved.get('at')})"), error
     with session_scope(settings) as session:

@@ -472,7 +472,27 @@ def server_config(settings: Settings, host: str = "127.0.0.1", port: int = 8000,
     return uvicorn.Config(create_app(settings), host=host, port=port, proxy_headers=False, **kw)
 
 
+def listen(host: str, port: int):
+    """The listening socket, bound before uvicorn starts, so a port in use or a bad host is
+    one OSError here instead of uvicorn's start-up log and its own exit code."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    uvicorn.Server(server_config(settings, host, port, log_level="info")).run()
+    sock = listen(host, port)
+    config = server_config(settings, host, port, log_level="info")   # (sets up uvicorn's logging)
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("uvicorn.error").info("digest web listening on http://%s:%d", shown, port)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -8,7 +8,9 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 from digest import clock, tokens
 from digest.email.message import recipient_address
+from digest.store.delivery_url import DeliveryConfigError
 from digest.store.models import Subscriber
+from digest.store.settings import SettingsError
 
 log = logging.getLogger("digest.web")
 CONFIRM_TTL = 3 * 86400          # confirmation links are valid for three days
@@ -65,16 +67,22 @@ def already_email(settings, sub: Subscriber) -> EmailMessage:
     return msg
 
 
-def send_mail(settings, msg: EmailMessage) -> str | None:
-    """Send one mail; None when it went out, else why not (logged, never raised)."""
+def send_mail(settings, msg: EmailMessage, *, quiet: bool = False) -> str | None:
+    """Send one mail; None when it went out, else why not (never raised; logged unless
+    ``quiet``: the CLI prints the reason itself, as its one line)."""
     from digest.delivery.backends import open_backend
 
     try:
         with open_backend(settings) as backend:
             result = backend.send(msg)
         if not result.ok:
-            log.warning("mail to %s not sent: %s", msg["To"], result.error)
+            if not quiet:
+                log.warning("mail to %s not sent: %s", msg["To"], result.error)
             return str(result.error or "not sent")
+    except (SettingsError, DeliveryConfigError, OSError) as exc:  # a setting or the server: one line
+        if not quiet:
+            log.warning("mail to %s not sent: %s", msg["To"], exc)
+        return str(exc) or type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - a page must look the same whatever happened
         log.exception("mail to %s failed", msg["To"])
         return str(exc) or type(exc).__name__
