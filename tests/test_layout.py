@@ -51,6 +51,10 @@ def test_every_module_has_a_layer_and_every_package_says_what_it_owns():
     for init in PACKAGE.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
         assert doc and len(doc) > 40, f"{init}: the docstring says what the package owns"
+        # ... and names every module in it, so the map stays true as modules are added
+        for module in sorted(init.parent.glob("*.py")):
+            if module.stem != "__init__":
+                assert f"`{module.stem}`" in doc, f"{init}: the docstring does not name `{module.stem}`"
 
 
 def test_imports_flow_down():

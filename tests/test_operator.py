@@ -221,9 +221,30 @@ def test_send_now_exit_codes_deferred_and_failed(settings, sink, monkeypatch):
 
 
 def test_secret_prints_a_fresh_key_that_web_accepts(settings):
+    import urllib.request
+
+    from tests.factories import wait_for
+
     first, second = digest("secret").stdout.strip(), digest("secret").stdout.strip()
     assert len(first) >= 40 and first != second
     assert "\n" not in first
+    port = free_port()
+    env = dict(os.environ, DIGEST_SECRET_KEY=first)
+    web = subprocess.Popen([sys.executable, "-m", "digest.cli", "web", "--port", str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return web.poll() is not None   # stop waiting if it exited
+
+    try:
+        assert wait_for(answers, 60) and web.poll() is None, web.stderr.read() if web.poll() is not None else ""
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
 
 
 # ------------------------------------------------------------------ output for people and scripts

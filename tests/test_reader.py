@@ -79,9 +79,10 @@ def browser():
 
 
 def seed(s, email="ada@example.org"):
-    """Five medical, four vision-language papers (ids interleaved, so arXiv order differs from
-    topic order), three Hugging Face trending papers; a subscriber whose topic order is the
-    reverse of the config's (medical-segmentation comes first in topics.yaml)."""
+    """Five medical, four vision-language papers, three Hugging Face trending papers; a
+    subscriber whose topic order is the reverse of the config's (medical-segmentation comes
+    first in topics.yaml). The lowest arXiv id is a medical paper, so sections in arXiv order
+    or in config order both put medical first: only the subscriber's order passes."""
     now = app_clock.now()
     with session_scope(s) as session:
         for i in range(5):
@@ -89,7 +90,7 @@ def seed(s, email="ada@example.org"):
                       matches={"medical-segmentation": 0.9 - i / 20},
                       abstract=f"Full abstract of the segmentation paper {i}. " + "More words. " * 60)
         for i in range(4):
-            add_paper(session, f"2611.0{i}050", title=f"Vision-language model study {i}", seen=now - timedelta(hours=2),
+            add_paper(session, f"2611.0{i}200", title=f"Vision-language model study {i}", seen=now - timedelta(hours=2),
                       matches={"vision-language": 0.9 - i / 20})
         for i in range(3):
             add_paper(session, f"2611.0{i}900", title=f"Trending paper {i}", seen=now - timedelta(hours=2),

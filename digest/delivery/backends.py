@@ -139,7 +139,7 @@ def safe_file_stem(address: str) -> str:
 
 
 class FileBackend(Backend):
-    """Writes ``<dir>/<edition>/<recipient>.eml`` (wire format) and a ``.html`` preview.
+    """Writes ``<dir>/<edition>/<safe_file_stem(recipient)>.eml`` (wire format) and a ``.html`` preview.
 
     A file is never overwritten: a second message to one recipient in one folder (two
     confirmation mails, a digest sent again) is written as ``<recipient>-2.eml`` and so on.

@@ -1,7 +1,8 @@
 """Email: what a digest says and the bytes that carry it.
 
-Owns the content model of a digest (`content`), display-text cleaning (`display`), the
-Jinja2 → MJML → HTML and text render shared by identical digests (`render`, `rendered`) and
-the MIME message with its headers (`message`). May import `digest.plan`, `digest.tokens`
-and `digest.store`; never the send loop.
+Owns the content model of a digest (`content`) and how planned items become it (`builder`),
+the "why you got this" line (`why`), display-text cleaning (`display`), the Jinja2 → MJML →
+HTML and text render shared by identical digests (`render`, `rendered`) and the MIME
+message with its headers (`message`). May import `digest.plan`, `digest.topics`,
+`digest.tokens` and `digest.store`; never the send loop.
 """

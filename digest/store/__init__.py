@@ -1,6 +1,8 @@
 """Store: the database and what configures it.
 
 Owns the SQLAlchemy models (`models`), engines, sessions and Alembic migrations (`db`,
-`migrations/`), the leader lease and other row locks (`locks`) and the `DIGEST_*` settings
-(`settings`). The bottom layer: it imports nothing from `digest` but `digest.clock`.
+`migrations/`), the leader lease and other row locks (`locks`), small key/value facts such
+as the last valid topics config (`state`), the `DIGEST_*` settings (`settings`) and the
+parsing of `DIGEST_DELIVERY` (`delivery_url`). The bottom layer: it imports nothing from
+`digest` but `digest.clock`.
 """
