@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, text as sql
 from sqlalchemy.orm import Session
 
 from digest import clock
@@ -24,6 +24,9 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 # The first four columns are the hand-written import format; the rest make an export lossless.
 CSV_HEADER = ["email", "name", "topics", "timezone", "status", "status_at", "frequency", "weekday",
               "send_time", "trending", "consented_at", "confirmed_at", "created_at"]
+# `export --with-links` adds these, so links in emails already sent keep working after a move
+# into an empty database (tokens carry the subscriber id and are bound to the link secret)
+LINK_COLUMNS = ["id", "link_secret", "legacy_links"]
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); export
 # prefixes such cells with an apostrophe, import takes it off again.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -248,16 +251,19 @@ def _bool_in(value: str, column: str) -> bool:
     raise SubscriberError(f"{column} {value!r} must be true or false")
 
 
-def export_csv(session: Session) -> str:
-    """Every subscriber, every field that is theirs (not ids or link secrets), one row each."""
+def export_csv(session: Session, *, with_links: bool = False) -> str:
+    """Every subscriber, every field that is theirs, one row each; ``with_links`` adds their id
+    and link secret (the file then holds secrets)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(CSV_HEADER + (LINK_COLUMNS if with_links else []))
     for sub in session.scalars(select(Subscriber).order_by(Subscriber.email)):
         row = [sub.email, sub.name or "", ";".join(sub.topics or []), sub.timezone, sub.status,
                _time_out(sub.status_at), sub.frequency, WEEKDAYS[sub.weekly_day or 0], sub.send_time or "",
                "true" if sub.trending else "false", _time_out(sub.consented_at), _time_out(sub.confirmed_at),
                _time_out(sub.created_at)]
+        if with_links:
+            row += [str(sub.id), sub.link_secret, "true" if sub.legacy_links else "false"]
         writer.writerow([_escape_cell(cell) for cell in row])
     return out.getvalue()
 
@@ -271,7 +277,7 @@ def import_csv(session: Session, text: str, *, known_topics: set[str] | None, fi
     report = ImportReport()
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    unknown = [h for h in header if h not in CSV_HEADER]
+    unknown = [h for h in header if h not in CSV_HEADER + LINK_COLUMNS]
     if "email" not in header or "topics" not in header or unknown:
         what = f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown else "header must include email and topics"
         report.errors.append(f"{filename}:1: {what} (columns: {','.join(CSV_HEADER)})")
@@ -298,7 +304,32 @@ def import_csv(session: Session, text: str, *, known_topics: set[str] | None, fi
             report.updated += 1
         else:
             report.added += 1
+    if "id" in header and session.get_bind().dialect.name == "postgresql":
+        # rows inserted with their own ids leave the id sequence behind: the next add would collide
+        session.execute(sql("SELECT setval(pg_get_serial_sequence('subscribers', 'id'), "
+                             "GREATEST((SELECT max(id) FROM subscribers), 1))"))
     return report
+
+
+def _keep_links(session: Session, sub: Subscriber, cells: dict[str, str]) -> None:
+    """A new row from `export --with-links`: the same id and link secret as before the move. (An
+    existing subscriber keeps theirs: changing a secret is rotate-secret's job.)"""
+    secret = cells.get("link_secret", "").strip()
+    if secret:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", secret):
+            raise SubscriberError("link_secret must be 16-64 letters, digits, '-' or '_'")
+        sub.link_secret = secret
+    if "legacy_links" in cells:
+        sub.legacy_links = _bool_in(cells["legacy_links"], "legacy_links")
+    wanted = cells.get("id", "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise SubscriberError(f"id {wanted!r} must be a positive whole number")
+        holder = session.get(Subscriber, int(wanted))
+        if holder is not None:
+            raise SubscriberError(f"id {wanted} is {holder.email} here: import with ids into an empty database, "
+                                  "or leave the id column out (their old links then stop working)")
+        sub.id = int(wanted)
 
 
 def _import_row(session: Session, email: str, cells: dict[str, str], existing: Subscriber | None,
@@ -322,6 +353,7 @@ def _import_row(session: Session, email: str, cells: dict[str, str], existing: S
         sub = existing
     else:
         sub = Subscriber(email=email, created_at=times["created_at"] or now)
+        _keep_links(session, sub, cells)
         session.add(sub)
     if "status_at" in cells:
         sub.status_at = times["status_at"] or (sub.status_at if sub.status == status else now)

@@ -101,6 +101,58 @@ def test_export_import_round_trip_sqlite_to_postgresql_is_lossless(settings, tmp
     assert "link_secret" not in first.read_text() and all(v not in first.read_text() for v in secrets_.values())
 
 
+def test_a_move_with_links_keeps_links_in_sent_emails_working(settings, tmp_path, monkeypatch, any_postgres):
+    """`export --with-links` into an empty PostgreSQL: same ids and link secrets, so the one-click
+    unsubscribe link of an email sent before the move still unsubscribes; the id sequence moves
+    past the imported ids; the file is private; an id taken in the target is an error line."""
+    import os
+    import stat
+
+    from starlette.testclient import TestClient
+
+    from digest import tokens
+    from digest.web.app import create_app
+
+    source = f"sqlite:///{tmp_path}/source.db"
+    target = any_postgres.create_database("move_links")
+    monkeypatch.setenv("DIGEST_DATABASE_URL", source)
+    with session_scope(Settings(database_url=source)) as s:
+        people(s)
+        s.flush()
+        s.delete(s.query(Subscriber).filter_by(email="never@example.org").one())   # a gap in the ids
+    with session_scope(Settings(database_url=source)) as s:
+        links = {x.email: (x.id, tokens.unsubscribe_url(settings, x.id, x.link_secret)) for x in s.query(Subscriber)}
+    moved = tmp_path / "moved.csv"
+    digest("subscribers", "export", "--with-links", "--out", str(moved), check=0)
+    assert stat.S_IMODE(os.stat(moved).st_mode) == 0o600
+
+    monkeypatch.setenv("DIGEST_DATABASE_URL", target)
+    assert "6 added, 0 updated, 0 bad rows" in digest("subscribers", "import", str(moved), check=0).stdout
+    again = tmp_path / "again.csv"
+    digest("subscribers", "export", "--with-links", "--out", str(again), check=0)
+    assert again.read_bytes() == moved.read_bytes()
+    with session_scope(Settings(database_url=target)) as b:
+        assert {x.email: x.id for x in b.query(Subscriber)} == {e: i for e, (i, _) in links.items()}
+    digest("subscribers", "add", "new@example.org", "--topics", "vision-language", check=0)
+    with session_scope(Settings(database_url=target)) as b:
+        assert b.query(Subscriber).filter_by(email="new@example.org").one().id > max(i for i, _ in links.values())
+
+    client = TestClient(create_app(Settings(database_url=target)), base_url="https://digest.example.org")
+    path = links["ada@example.org"][1].removeprefix(settings.public_url)
+    r = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200, r.text
+    with session_scope(Settings(database_url=target)) as b:
+        assert b.query(Subscriber).filter_by(email="ada@example.org").one().status == "unsubscribed"
+
+    clash = tmp_path / "clash.csv"
+    header, *rows = moved.read_text().splitlines()
+    ada_id = str(links["ada@example.org"][0])
+    row = next(r for r in rows if r.startswith("ada@example.org"))
+    clash.write_text(header + "\n" + row.replace("ada@example.org", "ada2@example.org", 1) + "\n" + rows[0] + "\n")
+    out = digest("subscribers", "import", str(clash), check=1)
+    assert f"id {ada_id} is ada@example.org here" in out.stderr
+
+
 def test_export_neutralises_formulas_and_import_restores_them(settings):
     with session_scope(settings) as s:
         people(s)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -330,21 +331,33 @@ def subs_import(file: Path) -> None:
 
 
 @subs_app.command("export")
-def subs_export(out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
+def subs_export(
+    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    with_links: bool = typer.Option(False, "--with-links", help="Also each subscriber's id and link secret, so "
+                                    "links in emails already sent keep working after importing into an empty "
+                                    "database. The file then holds secrets: keep it private."),
+) -> None:
     """Export subscribers as CSV (importable again, into any database, without changing anyone's consent).
 
     Columns: email, name, topics, timezone, status, status_at, frequency, weekday, send_time,
-    trending, consented_at, confirmed_at, created_at (times in UTC, ISO 8601). Cells a
-    spreadsheet would run as a formula (= + - @ tab CR) start with an apostrophe.
-    Example: digest subscribers export --out people.csv
+    trending, consented_at, confirmed_at, created_at (times in UTC, ISO 8601); with
+    --with-links also id, link_secret, legacy_links. Cells a spreadsheet would run as a
+    formula (= + - @ tab CR) start with an apostrophe.
+    Example: digest subscribers export --with-links --out people.csv
     """
     from digest.store.db import session_scope
     from digest.subscribers import export_csv
 
     with session_scope(_settings()) as session:
-        text = export_csv(session)
+        text = export_csv(session, with_links=with_links)
     if out:
-        out.write_text(text, encoding="utf-8")
+        if with_links:  # secrets: readable by the operator only, from the first byte
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
 
