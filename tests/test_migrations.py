@@ -14,7 +14,7 @@ def test_migrated_schema_matches_the_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == []
-    assert current_revision(db_url) == "0007"
+    assert current_revision(db_url) == "0008"
 
 
 def _unmigrated_url(request, tmp_path) -> str:
@@ -51,7 +51,7 @@ def test_0004_keeps_every_row_gives_secrets_and_never_reuses_ids(request, tmp_pa
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT setval('subscribers_id_seq', 3)"))
     upgrade(url)
-    assert current_revision(url) == "0007"
+    assert current_revision(url) == "0008"
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM digests")).scalar() == 3
         rows = conn.execute(text("SELECT link_secret, legacy_links, status_at, consented_at FROM subscribers")).all()
@@ -90,4 +90,4 @@ def test_processes_opening_a_new_database_at_once_all_start(request, tmp_path):
         results = [p.communicate(timeout=120) for p in procs]
         for p, (out, err) in zip(procs, results):
             assert p.returncode == 0, err
-            assert out.strip() == "0007"
+            assert out.strip() == "0008"

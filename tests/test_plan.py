@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select, update
 
 from digest.store.db import session_factory
-from digest.store.models import Digest, DigestItem
+from digest.store.ledger import items_of
+from digest.store.models import Digest, LedgerSection
 from digest.plan import PlanOptions, plan_edition
 from tests.factories import add_paper, add_subscriber, utc
 
@@ -19,9 +20,8 @@ def _items(session, sub_id, edition):
     d = session.scalar(select(Digest).where(Digest.subscriber_id == sub_id, Digest.edition == edition))
     if d is None:
         return None
-    rows = session.execute(select(DigestItem.section, DigestItem.paper_id, DigestItem.shown)
-                           .where(DigestItem.digest_id == d.id).order_by(DigestItem.section, DigestItem.position)).all()
-    return [tuple(r) for r in rows]
+    items = sorted(items_of(session, [d.id])[d.id], key=lambda it: (it.section, it.position))
+    return [(it.section, it.paper_id, it.shown) for it in items]
 
 
 def _mark_sent(session, edition):
@@ -110,7 +110,7 @@ def test_lookback_window_and_unknown_topics(settings):
         report = plan_edition(s, TOPICS, PlanOptions(lookback_days=7), edition=date(2026, 11, 18), now=DAY1)
         assert report.planned == 1
         assert any("gone-topic" in w for w in report.warnings)
-        papers = s.scalars(select(DigestItem.paper_id)).all()
+        papers = [it.paper_id for lst in items_of(s, s.scalars(select(Digest.id))).values() for it in lst]
         assert papers == ["2611.00501"]
 
 
@@ -185,7 +185,8 @@ def test_compaction_never_lets_an_old_paper_come_back(settings):
         _mark_sent(s, date(2026, 11, 18))
         later = DAY1 + timedelta(days=9)
         assert compact_ledger(s, keep_days=1, lookback_days=7, now=later) == 1
-        assert s.scalar(select(func.count()).select_from(DigestItem)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerSection)) == 0
+        assert s.scalar(select(Digest.sections)) is None and s.scalar(select(Digest.status)) == "sent"
         # even with its send record gone and the subscriber's last digest long ago, it stays out
         report = plan_edition(s, TOPICS, PlanOptions(lookback_days=7), edition=date(2026, 11, 27), now=later)
         assert report.planned == 0

@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 import uuid
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -35,6 +34,7 @@ from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
 from digest.store.models import Digest, Subscriber
 from digest.plan import PlannedItem
+from digest.store.ledger import items_of
 from digest.store.settings import Settings
 
 log = logging.getLogger("digest.send")
@@ -244,13 +244,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             digests = {r.id: r for r in conn.execute(stmts.digests, {"ids": ids})}
             subs = {r.id: _Sub(*r) for r in conn.execute(
                 stmts.subscribers, {"ids": list({d.subscriber_id for d in digests.values()})})}
-            items: dict[int, list[PlannedItem]] = defaultdict(list)
-            # ~30-100 items per digest: fetched without SQLAlchemy's row processing (ids are ints)
-            for digest_id, paper_id, section, position, shown in conn.exec_driver_sql(
-                    "SELECT digest_id, paper_id, section, position, shown FROM digest_items "
-                    f"WHERE digest_id IN ({', '.join(str(int(i)) for i in ids)}) "
-                    "ORDER BY digest_id, section, position"):
-                items[digest_id].append(PlannedItem(paper_id, section, position, bool(shown)))
+            # two queries: the digests' section lists, then each distinct section once
+            items: dict[int, list[PlannedItem]] = items_of(conn, ids)
             builder.load(session, {it.paper_id for lst in items.values() for it in lst})
             session.commit()
             # what each active subscriber gets; rendered in order, ahead of sending when that helps

@@ -2,5 +2,6 @@
 
 Owns the SQLAlchemy models (`models`), engines, sessions and Alembic migrations (`db`,
 `migrations/`), the leader lease and other row locks (`locks`) and the `DIGEST_*` settings
-(`settings`). The bottom layer: it imports nothing from `digest` but `digest.clock`.
+(`settings`), and the compact form of what each digest carried (`ledger`: `items_of` reads it).
+The bottom layer: it imports nothing from `digest` but `digest.clock`.
 """

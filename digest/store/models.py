@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -185,7 +186,8 @@ class Digest(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    # no index of its own: the unique (subscriber_id, edition) one serves lookups by subscriber
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     edition: Mapped[date] = mapped_column(Date)
     # planned|sending|sent|deferred|failed|skipped|expired|exhausted (attempts used up)|
     # unconfirmed (sent, the server never answered; not sent again)
@@ -203,19 +205,22 @@ class Digest(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # what it carried: ledger_sections ids in order ("12,7,431"); None once compacted
+    sections: Mapped[str | None] = mapped_column(Text)
 
 
-class DigestItem(Base):
-    """A paper carried (shown, or only counted as 'N more') by a digest."""
+class LedgerSection(Base):
+    """One distinct section some digest carried (digest/store/ledger.py): its papers in order,
+    space-separated, the first ``shown`` of them shown, the rest counted as "N more"."""
 
-    __tablename__ = "digest_items"
+    __tablename__ = "ledger_sections"
 
-    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)
-    paper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(Integer)  # denormalised (history per subscriber)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)  # of (section, shown, papers)
     section: Mapped[str] = mapped_column(String(64))
-    position: Mapped[int] = mapped_column(Integer, default=0)
-    shown: Mapped[bool] = mapped_column(Boolean, default=True)
+    shown: Mapped[int] = mapped_column(Integer)
+    papers: Mapped[str] = mapped_column(Text)
+    used_on: Mapped[date] = mapped_column(Date)  # last planned into a digest: compaction keeps it
 
 
 class Lock(Base):
