@@ -51,10 +51,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('hash'),
     )
-    with op.batch_alter_table('digests', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('sections', sa.Text(), nullable=True))
-        # the unique (subscriber_id, edition) index serves every lookup by subscriber
-        batch_op.drop_index('ix_digests_subscriber_id')
+    op.add_column('digests', sa.Column('sections', sa.Text(), nullable=True))
+    # the unique (subscriber_id, edition) index serves every lookup by subscriber
+    op.drop_index('ix_digests_subscriber_id', table_name='digests')
     conn = op.get_bind()
     today = datetime.now(timezone.utc).date()
     last = 0
@@ -102,7 +101,8 @@ def downgrade() -> None:
                                     "section": it.section, "position": it.position, "shown": it.shown})
         if out:
             conn.execute(items_table.insert(), out)
-    with op.batch_alter_table('digests', schema=None) as batch_op:
-        batch_op.create_index('ix_digests_subscriber_id', ['subscriber_id'], unique=False)
-        batch_op.drop_column('sections')
+    op.create_index('ix_digests_subscriber_id', 'digests', ['subscriber_id'], unique=False)
+    # not a batch rebuild: on SQLite with foreign keys on, dropping the old digests table would
+    # cascade to the digest_items just rebuilt (SQLite >= 3.35 drops a column in place)
+    op.execute("ALTER TABLE digests DROP COLUMN sections")
     op.drop_table('ledger_sections')
