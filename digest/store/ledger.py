@@ -68,6 +68,9 @@ def upsert_sections(conn, keys: Iterable[SectionKey], today: date) -> dict[Secti
     table = LedgerSection.__table__
     rows = [{"hash": h, "section": k[0], "shown": k[1], "papers": " ".join(k[2]), "used_on": today}
             for h, k in sorted(by_hash.items())]
+    for r, k in zip(rows, (by_hash[h] for h in sorted(by_hash))):
+        if len(r["papers"].split()) != len(k[2]):   # would not read back as written
+            raise ValueError(f"ledger: a paper id in section {k[0]!r} is empty or contains whitespace")
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
         if dialect in ("postgresql", "sqlite"):
