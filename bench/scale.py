@@ -34,6 +34,7 @@ indexes (SQLite's dbstat) per digest.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -156,6 +157,8 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
     # list; each distinct section stored once (digest.store.ledger's form, as the planner writes it)
     from digest.store.ledger import encode_ids, section_hash
 
+    names = {t.id: t.name for t in gen.topics}
+
     win = window_days(kw) + 1
     did = 0
     n_items = 0
@@ -199,16 +202,19 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
             if not n_papers_in:
                 continue
             did += 1
-            digests.append((did, sid, edition, "sent", 1, f"<digest.{sid}.{k}@bench.example>",
-                            f"Your paper digest: {n_papers_in} new papers", shown, ts(planned),
-                            ts(planned + timedelta(minutes=5)), "bench:0:history", text))
+            # subject and sender as a real send records them (same lengths)
+            mac = hashlib.sha256(f"{sid}:{edition}".encode()).hexdigest()[:12]
+            subject = (f"{n_papers_in} new papers: {names[topics[0]]}"
+                       f"{' and ' + names[topics[1]] if len(topics) > 1 else ''} — {planned:%d %b %Y}")
+            digests.append((did, sid, edition, "sent", 1, subject, shown, ts(planned), ts(planned + timedelta(minutes=5, microseconds=did % 999_983)),
+                            f"bench:{4000 + sid % 7}:{700000 + sid % 13}:{mac[:8]}", text))
             n_items += n_papers_in
             if k <= win:
                 per_digest.append(n_papers_in)
         con.executemany("INSERT INTO ledger_sections (id, hash, section, shown, papers, used_on) "
                         "VALUES (?,?,?,?,?,?)", new_sections)
-        con.executemany("INSERT INTO digests (id, subscriber_id, edition, status, attempts, message_id, subject, "
-                        "paper_count, planned_at, sent_at, claimed_by, sections) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        con.executemany("INSERT INTO digests (id, subscriber_id, edition, status, attempts, subject, "
+                        "paper_count, planned_at, sent_at, claimed_by, sections) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         digests)
         con.commit()
         del digests, new_sections

@@ -284,7 +284,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                 unconfirmed = digests[did].unconfirmed
                 if unconfirmed > allowed:  # sent, maybe delivered, as often as allowed
                     _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
-                            message_id=msg.message_id, subject=msg.subject,
+                            subject=msg.subject,
                             error=f"not sent again: {unconfirmed} sends without a reply from the server")
                     report.unconfirmed += 1
                     continue
@@ -295,13 +295,13 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     unconfirmed += 1
                     if unconfirmed > allowed:
                         _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
-                                message_id=msg.message_id, subject=msg.subject,
+                                subject=msg.subject,
                                 error=f"not sent again after {unconfirmed} unanswered sends: {result.error}")
                         report.unconfirmed += 1
                         report.errors.append(f"{sub.email}: unconfirmed, not sent again: {result.error}")
                         continue
                 if result.ok:
-                    _finish(ledger, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject,
+                    _finish(ledger, did, worker, status="sent", subject=msg.subject,
                             unconfirmed=unconfirmed)
                     if sub.consecutive_failures:
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
@@ -398,7 +398,6 @@ class _Statements:
                           "in_flight": False, "unconfirmed": bindparam("unconfirmed", type_=t.c.unconfirmed.type)}
                 if sent:
                     values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
-                                  message_id=bindparam("message_id", type_=t.c.message_id.type),
                                   subject=bindparam("subject", type_=t.c.subject.type), last_error=None)
                 if with_error:
                     values["last_error"] = bindparam("last_error", type_=t.c.last_error.type)
@@ -417,7 +416,7 @@ def _statements() -> _Statements:
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
-            message_id: str | None = None, subject: str | None = None, retry_at: datetime | None = None,
+            subject: str | None = None, retry_at: datetime | None = None,
             unconfirmed: int) -> None:
     """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session).
     A deferred digest keeps `retry_at` in lease_until: no sender claims it before then."""
@@ -425,7 +424,8 @@ def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = N
     params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at,
                     "unconfirmed": unconfirmed}
     if sent:
-        params.update(sent_at=clock.now(), message_id=message_id, subject=subject)
+        # no Message-ID column: it is message_id_for(subscriber, edition), the same for every resend
+        params.update(sent_at=clock.now(), subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
     ledger.execute(_statements().finish[(sent, error is not None)], params)

@@ -198,7 +198,6 @@ class Digest(Base):
     unconfirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     in_flight: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
-    message_id: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str | None] = mapped_column(Text)
     paper_count: Mapped[int] = mapped_column(Integer, default=0)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -4,6 +4,10 @@ Replaces digest_items (one row per paper per digest). Existing rows move over in
 digests, so a large ledger never has to fit in memory; the downgrade rebuilds digest_items
 from the compact form the same way. The encoding is digest/store/ledger.py's.
 
+Also slims the digests row (bytes per digest, issue 15): its subscriber_id index goes (the
+unique (subscriber_id, edition) one serves those lookups) and so does message_id, which is
+computed from (subscriber, edition) anyway; the downgrade brings the column back empty.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-30 09:00:00.000000
@@ -54,6 +58,9 @@ def upgrade() -> None:
     op.add_column('digests', sa.Column('sections', sa.Text(), nullable=True))
     # the unique (subscriber_id, edition) index serves every lookup by subscriber
     op.drop_index('ix_digests_subscriber_id', table_name='digests')
+    # a digest's Message-ID is message_id_for(subscriber, edition): no need to store it (in place,
+    # not a batch rebuild, which on SQLite could cascade)
+    op.execute("ALTER TABLE digests DROP COLUMN message_id")
     conn = op.get_bind()
     today = datetime.now(timezone.utc).date()
     last = 0
@@ -102,6 +109,7 @@ def downgrade() -> None:
         if out:
             conn.execute(items_table.insert(), out)
     op.create_index('ix_digests_subscriber_id', 'digests', ['subscriber_id'], unique=False)
+    op.add_column('digests', sa.Column('message_id', sa.String(length=255), nullable=True))  # left empty
     # not a batch rebuild: on SQLite with foreign keys on, dropping the old digests table would
     # cascade to the digest_items just rebuilt (SQLite >= 3.35 drops a column in place)
     op.execute("ALTER TABLE digests DROP COLUMN sections")
