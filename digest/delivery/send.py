@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from digest import clock
 from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
-from digest.store.models import Digest, Subscriber
+from digest.store.models import Digest, Subscriber, open_digest
 from digest.plan import PlannedItem
 from digest.store.ledger import items_of
 from digest.store.settings import Settings
@@ -78,7 +78,7 @@ class SendReport:
 
 def _retry_due(now: datetime):
     return and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS,
-                or_(Digest.lease_until.is_(None), Digest.lease_until < now))
+                or_(Digest.lease_until.is_(None), Digest.lease_until < now), open_digest())
 
 
 def _claimable(now: datetime, exclude: set[int]):
@@ -89,8 +89,8 @@ def _claimable(now: datetime, exclude: set[int]):
 
 def _claimable_by_status(now: datetime):
     """The claimable test split per status: each part can walk the (status, id) index."""
-    return (Digest.status == "planned", _retry_due(now),
-            and_(Digest.status == "sending", Digest.lease_until < now))
+    return (and_(Digest.status == "planned", open_digest()), _retry_due(now),
+            and_(Digest.status == "sending", Digest.lease_until < now, open_digest()))
 
 
 def _zombie(pid: int) -> bool:
@@ -106,7 +106,7 @@ def reclaim_dead_local(session: Session, now: datetime) -> int:
     space that no longer exist. Returns how many leases it expired."""
     host = socket.gethostname()
     rows = session.execute(select(Digest.id, Digest.claimed_by).where(
-        Digest.status == "sending", Digest.lease_until >= now)).all()
+        Digest.status == "sending", Digest.lease_until >= now, open_digest())).all()
     session.rollback()
     dead = []
     for did, claimer in rows:
@@ -170,7 +170,8 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
 
 def close_exhausted(session: Session) -> int:
     """Deferred digests whose attempts are used up end `exhausted` (never retried again)."""
-    result = session.execute(update(Digest).where(Digest.status == "deferred", Digest.attempts >= MAX_ATTEMPTS)
+    result = session.execute(update(Digest).where(Digest.status == "deferred", Digest.attempts >= MAX_ATTEMPTS,
+                                                  open_digest())
                              .values(status="exhausted", lease_until=None))
     session.commit()
     return result.rowcount or 0

@@ -6,7 +6,8 @@ from the compact form the same way. The encoding is digest/store/ledger.py's.
 
 Also slims the digests row (bytes per digest, issue 15): its subscriber_id index goes (the
 unique (subscriber_id, edition) one serves those lookups) and so does message_id, which is
-computed from (subscriber, edition) anyway; the downgrade brings the column back empty.
+computed from (subscriber, edition) anyway; the downgrade brings the column back empty. The
+(status, id) index of the claim query keeps only open digests (planned, sending, deferred).
 
 Revision ID: 0008
 Revises: 0007
@@ -25,6 +26,7 @@ branch_labels = None
 depends_on = None
 
 BATCH = 2000  # digests per step
+OPEN = "status IN ('planned', 'sending', 'deferred')"   # the models' ix_digests_open condition
 
 digests = sa.table('digests', sa.column('id', sa.Integer), sa.column('sections', sa.Text))
 
@@ -61,6 +63,10 @@ def upgrade() -> None:
     # a digest's Message-ID is message_id_for(subscriber, edition): no need to store it (in place,
     # not a batch rebuild, which on SQLite could cascade)
     op.execute("ALTER TABLE digests DROP COLUMN message_id")
+    # the claim index holds only the digests still to act on (not the sent ones, nearly all)
+    op.drop_index('ix_digests_status_id', table_name='digests')
+    op.create_index('ix_digests_open', 'digests', ['status', 'id'], unique=False, sqlite_where=sa.text(OPEN),
+                    postgresql_where=sa.text(OPEN))
     conn = op.get_bind()
     today = datetime.now(timezone.utc).date()
     last = 0
@@ -109,6 +115,8 @@ def downgrade() -> None:
         if out:
             conn.execute(items_table.insert(), out)
     op.create_index('ix_digests_subscriber_id', 'digests', ['subscriber_id'], unique=False)
+    op.drop_index('ix_digests_open', table_name='digests')
+    op.create_index('ix_digests_status_id', 'digests', ['status', 'id'], unique=False)
     op.add_column('digests', sa.Column('message_id', sa.String(length=255), nullable=True))  # left empty
     # not a batch rebuild: on SQLite with foreign keys on, dropping the old digests table would
     # cascade to the digest_items just rebuilt (SQLite >= 3.35 drops a column in place)
