@@ -72,12 +72,15 @@ def test_four_workers_send_an_edition_once_even_when_one_is_killed(settings, sin
                for _ in range(4)]
     victim = None
     try:
-        # kill -9 the first worker seen sending (it holds a leased batch then)
+        # kill -9 the first worker seen holding a leased batch once 20 digests are out
+        # (a sent digest no longer names its sender)
         def sending_worker():
             with session_scope(settings) as s:
+                if s.scalar(select(func.count()).where(Digest.status == "sent")) < 20:
+                    return None
                 for w in workers:
                     if w.poll() is None and s.scalar(select(func.count()).where(
-                            Digest.claimed_by.like(f"%:{w.pid}:%"), Digest.status == "sent")) >= 20:
+                            Digest.claimed_by.like(f"%:{w.pid}:%"), Digest.status == "sending")) >= 1:
                         return w
             return None
         found: list = []

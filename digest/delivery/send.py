@@ -397,9 +397,10 @@ class _Statements:
                 values = {"status": bindparam("status", type_=t.c.status.type),
                           "lease_until": bindparam("lease_until", type_=t.c.lease_until.type),
                           "in_flight": False, "unconfirmed": bindparam("unconfirmed", type_=t.c.unconfirmed.type)}
-                if sent:
+                if sent:  # done for good: the lease holder's name is no longer needed (bytes per row)
                     values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
-                                  subject=bindparam("subject", type_=t.c.subject.type), last_error=None)
+                                  subject=bindparam("subject", type_=t.c.subject.type), last_error=None,
+                                  claimed_by=None)
                 if with_error:
                     values["last_error"] = bindparam("last_error", type_=t.c.last_error.type)
                 self.finish[(sent, with_error)] = update(t).where(
