@@ -70,7 +70,7 @@ def _requeue(make, ids: list[int]) -> None:
     with make() as session:
         for start in range(0, len(ids), 900):
             session.execute(update(Digest).where(Digest.id.in_(ids[start:start + 900])).values(
-                status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0, message_id=None))
+                status="planned", sent_at=None, claimed_by=None, lease_until=None, attempts=0))
         session.commit()
 
 

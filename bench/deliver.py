@@ -22,8 +22,8 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
         from digest.delivery.backends import open_backend
         from digest.email.content import Recipient
         from digest.email.message import compose
-        from digest.store.models import Digest, DigestItem, Subscriber
-        from digest.plan import PlannedItem
+        from digest.store.ledger import items_of
+        from digest.store.models import Digest, Subscriber
         from digest.email.render import Renderer
         from digest.delivery.send import send_pending
         from digest.email.builder import ContentBuilder
@@ -43,8 +43,7 @@ def _deliver_child(kw: dict, port: int, edition_iso: str, sample: int, baseline_
             builder, renderer, payloads = ContentBuilder(s, names), Renderer(s), []
             for d in session.scalars(select(Digest).where(Digest.id.in_(ids[:200]))):
                 sub = session.get(Subscriber, d.subscriber_id)
-                items = [PlannedItem(i.paper_id, i.section, i.position, i.shown)
-                         for i in session.scalars(select(DigestItem).where(DigestItem.digest_id == d.id))]
+                items = items_of(session, [d.id])[d.id]
                 builder.load(session, {i.paper_id for i in items})
                 content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret), edition, items)
                 payloads.append(compose(s, content, renderer.render(content)).raw)

@@ -6,6 +6,8 @@ TARGETS = {
     "deliver_ratio": 0.8,
     "peak_rss_mb": 1024.0,
     "reingest_ratio": 0.10,
+    "ledger_bytes_per_digest": 300.0,
+    "db_bytes_30_days": 3e9,               # at N = 100,000
 }
 
 
@@ -27,8 +29,15 @@ def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
          ok(r["reingest_changed_ratio"] < 0.10)),
     ]
     if "ledger_bounded" in r:
-        rows.append(("ledger bounded", f"items {r['editions'][0]['digest_items']:,} → {r['editions'][-1]['digest_items']:,}",
-                     "flat per edition", ok(r["ledger_bounded"])))
+        rows.append(("ledger bounded", f"sections {r['editions'][0]['ledger_sections']:,} → "
+                     f"{r['editions'][-1]['ledger_sections']:,}", "flat per edition", ok(r["ledger_bounded"])))
+    if "ledger_bytes_per_digest" in r:
+        rows.append(("ledger bytes per digest", f"{r['ledger_bytes_per_digest']:,.0f} B", "≤ 300 B",
+                     ok(r["ledger_bytes_per_digest"] <= TARGETS["ledger_bytes_per_digest"])))
+        size = f"{r['db_bytes_30_days'] / 1e9:,.2f} GB"
+        rows.append(("database after 30 days", size, "≤ 3 GB at N=100k",
+                     ok(r["db_bytes_30_days"] <= TARGETS["db_bytes_30_days"]) if r["subscribers"] >= 100_000
+                     else "(indicative)"))
     pool = (f"; workers: sink {r['pool_sink_received']:,} / sent {r['pool_sent']:,}, dup {r['pool_duplicates']}"
             if r.get("pool_workers") else "")
     rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}{pool}",
@@ -47,7 +56,7 @@ def print_results(r: dict) -> None:
     t.add_column("measure", justify="right")
     t.add_column("detail")
     t.add_row("setup", f"{r['setup_s']:.0f} s", f"{r['history_digests']:,} past digests, {r['history_items']:,} items "
-              f"({r['history_items_per_digest']} per digest)")
+              f"({r['history_items_per_digest']} per digest) in {r['history_sections']:,} distinct sections")
     t.add_row("ingest", f"{r['ingest_papers_per_s']:,.0f} papers/s",
               f"{r['ingest_entries']} entries, {r['ingest_s']:.2f} s ({r['ingest_new']} new, {r['ingest_updated']} updated)")
     t.add_row("re-ingest same bytes", f"{r['reingest_ratio']:.1%}", f"{r['reingest_s'] * 1000:.0f} ms ({r['reingest_status']})")
@@ -87,8 +96,11 @@ def print_results(r: dict) -> None:
         t.add_row("PostgreSQL", "skipped", r["postgres_error"][:80])
     for e in r.get("editions", []):
         t.add_row(f"edition {e['edition']}", f"{e['used_growth'] / 1e6:+,.2f} MB used",
-                  f"file {e['file_growth'] / 1e6:+,.2f} MB; items {e['digest_items']:,}; digests {e['digests']:,}; "
-                  f"compacted {e['compacted_items']:,}")
+                  f"file {e['file_growth'] / 1e6:+,.2f} MB; sections {e['ledger_sections']:,}; digests {e['digests']:,}; "
+                  f"compacted {e['compacted_sections']:,}")
+    for name, size in r.get("ledger_objects", {}).items():
+        t.add_row(f"ledger: {name}", f"{size / max(1, r['editions'][-1]['digests']):,.1f} B/digest",
+                  f"{size / 1e6:,.1f} MB")
     c.print(t)
     v = Table(title="targets")
     for col in ("target", "measured", "wanted", "verdict"):

@@ -24,9 +24,12 @@ Stages (each through the product's own entry points):
             for two consecutive editions (growth must not depend on the number of past ones).
 
 History: D past days of papers (with their topic matches) and of ``sent`` digests are
-inserted directly in bulk. ``digest_items`` rows are inserted only for the days that
-compaction keeps (``max(ledger_keep_days, lookback_days + 1)`` + 1): older ones would have been
-deleted by ``compact_ledger`` already, so the ledger is in its steady state.
+inserted directly in bulk, each digest with its section list and each distinct section once
+(digest/store/ledger.py's form); ``compact_ledger`` then forgets what the digests older than
+the window carried, as the scheduler's daily runs would have, so the ledger is in its steady
+state. ``db_bytes_30_days`` is the file after D days and the editions, compacted;
+``ledger_bytes_per_digest`` the bytes of the digests and ledger_sections tables and their
+indexes (SQLite's dbstat) per digest.
 """
 from __future__ import annotations
 
@@ -67,12 +70,20 @@ def db_size(kw: dict) -> dict:
         page = con.execute("PRAGMA page_size").fetchone()[0]
         pages = con.execute("PRAGMA page_count").fetchone()[0]
         free = con.execute("PRAGMA freelist_count").fetchone()[0]
-        items = con.execute("SELECT count(*) FROM digest_items").fetchone()[0]
+        sections = con.execute("SELECT count(*) FROM ledger_sections").fetchone()[0]
         digests = con.execute("SELECT count(*) FROM digests").fetchone()[0]
+        # bytes on disk per table and index (SQLite's dbstat: pages in use, free space inside them too)
+        objects = dict(con.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+        owner = dict(con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
     finally:
         con.close()
+    ledger = {name: size for name, size in objects.items() if owner.get(name) in LEDGER_TABLES}
     return {"file_bytes": os.path.getsize(db_path(kw)), "used_bytes": (pages - free) * page,
-            "digest_items": items, "digests": digests}
+            "ledger_sections": sections, "digests": digests, "ledger_bytes": sum(ledger.values()),
+            "ledger_objects": dict(sorted(ledger.items(), key=lambda kv: -kv[1]))}
+
+
+LEDGER_TABLES = ("digests", "ledger_sections")
 
 
 def compact(kw: dict, now: datetime) -> int:
@@ -91,8 +102,8 @@ def window_days(kw: dict) -> int:
 # -------------------------------------------------------------------------------- history
 
 def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days: int, now: datetime,
-                  version: str, log, item_days: int | None = None) -> dict:
-    """Subscribers, D days of papers (+ matches) and of sent digests (+ items within the window)."""
+                  version: str, log) -> dict:
+    """Subscribers, D days of papers (+ matches) and of sent digests (+ what they carried)."""
     con = sqlite3.connect(db_path(kw))
     con.execute("PRAGMA synchronous=OFF")
     zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "America/Los_Angeles"]
@@ -141,10 +152,16 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
     con.commit()
     log(f"  {days * n_papers} past papers")
 
-    # sent digests, one per subscriber and past day with something in it; items within the window
-    win = min(window_days(kw) + 1, item_days) if item_days is not None else window_days(kw) + 1
+    # sent digests, one per subscriber and past day with something in it, each with its section
+    # list; each distinct section stored once (digest.store.ledger's form, as the planner writes it)
+    from digest.store.ledger import encode_ids, section_hash
+
+    names = {t.id: t.name for t in gen.topics}
+
+    win = window_days(kw) + 1
     did = 0
     n_items = 0
+    n_sections = 0
     per_digest: list[int] = []
     for k in range(days, 0, -1):
         planned = now - timedelta(days=k)
@@ -154,46 +171,56 @@ def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days:
             for t in p.topics:
                 by_topic.setdefault(t, []).append(p)
 
-        def sections(topics: tuple) -> list[tuple[str, str, int, int]]:
+        def sections(topics: tuple) -> list[tuple[str, int, tuple[str, ...]]]:
             taken: set[str] = set()
             out = []
             for t in topics:  # a paper goes to the first of the subscriber's topics it matches
-                pos = 0
-                for p in by_topic.get(t, ()):
-                    if p.id not in taken:
-                        taken.add(p.id)
-                        out.append((p.id, t, pos, int(pos < 10)))
-                        pos += 1
+                papers = tuple(p.id for p in by_topic.get(t, ()) if p.id not in taken)
+                taken.update(papers)
+                if papers:
+                    out.append((t, min(10, len(papers)), papers))
             return out
 
-        cache: dict[tuple, list[tuple[str, str, int, int]]] = {}
-        digests, items = [], []
+        cache: dict[tuple, tuple[str, int, int]] = {}   # topics -> (section ids, papers, shown)
+        section_ids: dict[tuple, int] = {}
+        digests, new_sections = [], []
         for sid, topics in enumerate(sub_topics, start=1):
-            its = cache.get(topics)
-            if its is None:
-                its = cache[topics] = sections(topics)
-            if not its:
+            got = cache.get(topics)
+            if got is None:
+                secs = sections(topics)
+                ids = []
+                for key in secs:
+                    if key not in section_ids:
+                        n_sections += 1
+                        section_ids[key] = n_sections
+                        new_sections.append((n_sections, section_hash(key), key[0], key[1], " ".join(key[2]),
+                                             planned.date().isoformat()))
+                    ids.append(section_ids[key])
+                got = cache[topics] = (encode_ids(ids), sum(len(k[2]) for k in secs), sum(k[1] for k in secs))
+            text, n_papers_in, shown = got
+            if not n_papers_in:
                 continue
             did += 1
-            digests.append((did, sid, edition, "sent", 1, f"<digest.{sid}.{k}@bench.example>",
-                            f"Your paper digest: {len(its)} new papers", sum(i[3] for i in its), ts(planned),
-                            ts(planned + timedelta(minutes=5)), "bench:0:history"))
+            # the subject as a real send records it (same length); a sent digest names no sender
+            subject = (f"{n_papers_in} new papers: {names[topics[0]]}"
+                       f"{' and ' + names[topics[1]] if len(topics) > 1 else ''} — {planned:%d %b %Y}")
+            digests.append((did, sid, edition, "sent", 1, subject, shown, ts(planned),
+                            ts(planned + timedelta(minutes=5, microseconds=did % 999_983)), None, text))
+            n_items += n_papers_in
             if k <= win:
-                items.extend((did, pid, sid, t, pos, shown) for pid, t, pos, shown in its)
-                per_digest.append(len(its))
-        con.executemany("INSERT INTO digests (id, subscriber_id, edition, status, attempts, message_id, subject, "
-                        "paper_count, planned_at, sent_at, claimed_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)", digests)
-        if items:
-            con.executemany("INSERT INTO digest_items (digest_id, paper_id, subscriber_id, section, position, shown) "
-                            "VALUES (?,?,?,?,?,?)", items)
-            n_items += len(items)
+                per_digest.append(n_papers_in)
+        con.executemany("INSERT INTO ledger_sections (id, hash, section, shown, papers, used_on) "
+                        "VALUES (?,?,?,?,?,?)", new_sections)
+        con.executemany("INSERT INTO digests (id, subscriber_id, edition, status, attempts, subject, "
+                        "paper_count, planned_at, sent_at, claimed_by, sections) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        digests)
         con.commit()
-        del digests, items
+        del digests, new_sections
     con.execute("ANALYZE")
     con.commit()
     con.close()
-    log(f"  {did} past digests, {n_items} digest items")
-    return {"history_digests": did, "history_items": n_items,
+    log(f"  {did} past digests carrying {n_items} papers in {n_sections} distinct sections")
+    return {"history_digests": did, "history_items": n_items, "history_sections": n_sections,
             "history_items_per_digest": round(sum(per_digest) / max(1, len(per_digest)), 1),
             "day_papers": day_papers}
 
@@ -378,13 +405,11 @@ def run(args, log=print) -> dict:
     now = datetime.now(timezone.utc).replace(hour=8, minute=0, second=0, microsecond=0)
     result: dict = {"subscribers": n, "topics": T, "papers_per_day": P, "days": D,
                     "ledger_keep_days": args.keep_days, "lookback_days": 7, "seed": args.seed,
-                    "history_item_days": args.history_item_days,
                     "workdir": str(work), **machine_info()}
 
     log(f"[N={n}] generating history: {D} days × {P} papers, {n} subscribers")
     t0 = time.perf_counter()
-    hist = build_history(kw, gen, n_subs=n, n_papers=P, days=D, now=now, version=config.version, log=log,
-                         item_days=args.history_item_days)
+    hist = build_history(kw, gen, n_subs=n, n_papers=P, days=D, now=now, version=config.version, log=log)
     day_papers = hist.pop("day_papers")
     result.update(hist, setup_s=round(time.perf_counter() - t0, 1))
     old = [p for k in range(1, min(D, 14) + 1) for p in day_papers[k]]
@@ -408,7 +433,8 @@ def run(args, log=print) -> dict:
     result.update({"match_papers": m["papers"], "match_pairs": m["pairs"], "match_s": m["seconds"],
                    "match_pairs_per_s": m["pairs"] / m["seconds"], "match_assignments": m["matches"]})
 
-    # storage before the edition (the ledger as the previous edition's compaction left it)
+    # storage before the edition (the ledger as the previous editions' compaction left it: one
+    # pass here over the bulk-inserted history, as the scheduler's daily passes would have)
     compact(kw, now - timedelta(days=1))
     size0 = db_size(kw)
 
@@ -460,11 +486,11 @@ def run(args, log=print) -> dict:
     size1 = db_size(kw)
     result.update({"db_bytes": size1["file_bytes"], "db_bytes_per_edition": size1["file_bytes"] - size0["file_bytes"],
                    "db_used_bytes_per_edition": size1["used_bytes"] - size0["used_bytes"],
-                   "digest_items_before": size0["digest_items"], "digest_items_after": size1["digest_items"],
-                   "compacted_items": removed})
+                   "ledger_sections_before": size0["ledger_sections"], "ledger_sections_after": size1["ledger_sections"],
+                   "compacted_sections": removed})
     editions = [{"edition": now.date().isoformat(), "file_growth": size1["file_bytes"] - size0["file_bytes"],
-                 "used_growth": size1["used_bytes"] - size0["used_bytes"], "digest_items": size1["digest_items"],
-                 "digests": size1["digests"], "compacted_items": removed}]
+                 "used_growth": size1["used_bytes"] - size0["used_bytes"], "ledger_sections": size1["ledger_sections"],
+                 "digests": size1["digests"], "compacted_sections": removed}]
     prev = size1
     for e in range(1, args.editions):
         t = now + timedelta(days=e)
@@ -477,20 +503,25 @@ def run(args, log=print) -> dict:
         removed = compact(kw, t)
         size = db_size(kw)
         editions.append({"edition": t.date().isoformat(), "file_growth": size["file_bytes"] - prev["file_bytes"],
-                         "used_growth": size["used_bytes"] - prev["used_bytes"], "digest_items": size["digest_items"],
-                         "digests": size["digests"], "compacted_items": removed, "planned": ed2["planned"],
+                         "used_growth": size["used_bytes"] - prev["used_bytes"], "ledger_sections": size["ledger_sections"],
+                         "digests": size["digests"], "compacted_sections": removed, "planned": ed2["planned"],
                          "rendered": ed2["rendered"],
                          "plan_render_digests_per_s": 1.0 / (ed2["plan_s"] / max(1, ed2["planned"])
                                                              + ed2["render_s"] / max(1, ed2["rendered"]))})
         prev = size
         result["db_bytes"] = size["file_bytes"]
+    # after D past days and these editions, compacted as the scheduler does
+    result["db_bytes_30_days"] = prev["file_bytes"]
+    result["ledger_bytes"] = prev["ledger_bytes"]
+    result["ledger_bytes_per_digest"] = prev["ledger_bytes"] / max(1, prev["digests"])
+    result["ledger_objects"] = prev["ledger_objects"]
     result["editions"] = editions
     if len(editions) >= 2:
         a, b = editions[-2]["used_growth"], editions[-1]["used_growth"]
         result["ledger_growth_ratio"] = b / a if a else None
-        # per-paper rows must stay flat (compaction removes a day per day added); the per-digest
+        # stored sections must stay flat (compaction removes a day's per day added); the per-digest
         # rows (kept for history/stats by design) add a constant amount per edition
-        result["ledger_bounded"] = bool(editions[-1]["digest_items"] <= editions[0]["digest_items"] * 1.05)
+        result["ledger_bounded"] = bool(editions[-1]["ledger_sections"] <= editions[0]["ledger_sections"] * 1.05)
 
     # checks
     result["correct"] = bool(dl["sink_received"] == dl["deliver_sent"] == sample and dl["duplicates"] == 0
@@ -520,8 +551,6 @@ def parse_args(argv=None):
     p.add_argument("--render-limit", type=int, default=0,
                    help="stop send_pending after this many rendered digests (0 = the whole edition); the rest "
                         "is released; the rate is per digest actually rendered")
-    p.add_argument("--history-item-days", type=int, default=None,
-                   help="insert digest_items only for the last K past days (default: the whole compaction window)")
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                    help="render and deliver with `digest worker --concurrency N` (default: the CPU count; "
                         "1 = send_pending in one process; --profile and --render-limit imply 1 for rendering)")

@@ -28,7 +28,9 @@ ABSTRACT = ("We propose a method for segmenting organs and lesions in CT and MRI
 def build(tmp: Path, n_papers: int):
     from digest import clock, tokens
     from digest.store.db import session_scope, upgrade
-    from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+    from digest.plan import PlannedItem
+    from digest.store.ledger import encode_ids, section_keys, upsert_sections
+    from digest.store.models import Digest, Paper, Subscriber, TopicMatch
 
     config = tmp / "config"
     config.mkdir()
@@ -53,6 +55,7 @@ def build(tmp: Path, n_papers: int):
         digest = Digest(subscriber_id=sub.id, edition=now.date(), status="sent", planned_at=now, sent_at=now)
         session.add(digest)
         session.flush()
+        carried: dict[str, list] = {}
         for i in range(n_papers):
             pid = f"2611.{i:05d}"
             tid = topics[i % len(topics)]
@@ -67,8 +70,10 @@ def build(tmp: Path, n_papers: int):
             for t in dict.fromkeys([tid, "topic-0"]):
                 session.add(TopicMatch(paper_id=pid, topic_id=t, score=0.8, matched=["segmentation", "~organ"],
                                        matched_at=now))
-            session.add(DigestItem(digest_id=digest.id, paper_id=pid, subscriber_id=sub.id, section=tid,
-                                   position=i // len(topics), shown=i // len(topics) < 10))
+            carried.setdefault(tid, []).append(PlannedItem(pid, tid, i // len(topics), i // len(topics) < 10))
+        keys = section_keys([it for lst in carried.values() for it in lst])
+        ids = upsert_sections(session.connection(), keys, now.date())
+        digest.sections = encode_ids(ids[k] for k in keys)
         did, bind = digest.id, sub.link_secret
     return s, f"/digest/{tokens.make_token(s.secret_key, 'digest', did, bind=bind)}"
 

@@ -190,10 +190,10 @@ def send_now(settings: Settings, *, ingest: bool = True, dry_run: bool = False, 
 def pending_count(settings: Settings, editions: set[date] | None = None) -> int:
     from sqlalchemy import func
 
-    from digest.store.models import Digest
+    from digest.store.models import Digest, open_digest
 
     with session_scope(settings) as session:
-        q = select(func.count()).select_from(Digest).where(Digest.status.in_(("planned", "deferred", "sending")))
+        q = select(func.count()).select_from(Digest).where(open_digest())
         if editions:
             q = q.where(Digest.edition.in_(editions))
         return session.scalar(q) or 0

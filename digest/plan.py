@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest import clock
-from digest.store.models import Digest, DigestItem, NearMatch, Paper, Subscriber, TopicMatch
+from digest.store.ledger import PlannedItem, encode_ids, section_keys, upsert_sections
+from digest.store.models import Digest, NearMatch, Paper, Subscriber, TopicMatch
 
 log = logging.getLogger("digest.plan")
 ACTIVE_LEDGER = ("planned", "sending", "sent", "deferred", "unconfirmed")  # papers spoken for (not exhausted)
@@ -38,14 +39,6 @@ class Candidate:
     hf_upvotes: int | None
     hf_listed_on: date | None
     scores: dict[str, float] = field(default_factory=dict)  # topic id -> score
-
-
-@dataclass
-class PlannedItem:
-    paper_id: str
-    section: str
-    position: int
-    shown: bool
 
 
 @dataclass
@@ -247,32 +240,21 @@ def _insert_ignore(session: Session):
     return insert(Digest.__table__)
 
 
-_ITEM_COLUMNS = ("digest_id", "paper_id", "subscriber_id", "section", "position", "shown")
-
-
-def _insert_items(session: Session, rows: list[tuple]) -> None:
-    """Bulk-insert ledger items (~30-100 per digest, millions per edition): COPY on PostgreSQL,
-    a plain executemany of tuples on SQLite; both inside the session's transaction."""
-    if not rows:
-        return
-    conn = session.connection()
-    dialect = conn.dialect.name
-    if dialect == "postgresql" and conn.dialect.driver == "psycopg":  # COPY as psycopg 3 does it
-        with conn.connection.driver_connection.cursor() as cur:
-            with cur.copy(f"COPY digest_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-    elif dialect == "sqlite":
-        conn.exec_driver_sql(f"INSERT INTO digest_items ({', '.join(_ITEM_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-                             [(d, p, s, sec, pos, int(shown)) for d, p, s, sec, pos, shown in rows])
-    else:
-        session.execute(insert(DigestItem.__table__), [dict(zip(_ITEM_COLUMNS, r)) for r in rows])
+def _section_refs(session: Session, rows: list[dict], items_by_sub: dict, known: dict, today: date) -> None:
+    """Give each digest row its ``sections`` (ledger_sections ids in order), storing the sections
+    not stored yet; ``known`` maps section content to its id for the whole plan run."""
+    keys_by_sub = {r["subscriber_id"]: section_keys(items_by_sub[r["subscriber_id"]]) for r in rows}
+    missing = {k for keys in keys_by_sub.values() for k in keys if k not in known}
+    if missing:
+        known.update(upsert_sections(session.connection(), missing, today))
+    for r in rows:
+        r["sections"] = encode_ids(known[k] for k in keys_by_sub[r["subscriber_id"]])
 
 
 def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOptions, *,
                  edition: date | None = None, now: datetime | None = None,
                  subscriber_ids: list[int] | None = None, dry_run: bool = False, personal=None) -> PlanReport:
-    """Write one `planned` digest row (and its items) per due subscriber with something new.
+    """Write one `planned` digest row (with what it carries) per due subscriber with something new.
 
     ``personal``: an object with ``load(session, subscriber_ids)`` and ``apply(subscriber_id,
     items)`` that puts each reader's sections in their own order (digest.topics.personal).
@@ -289,6 +271,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
     seen_times = [c.first_seen_at for c in cands]
     warned: set[str] = set()
     group_cache: dict[tuple, list[PlannedItem]] = {}
+    section_ids: dict[tuple, int] = {}   # section content -> ledger_sections id, for this run
     index = CandidateIndex(cands)
 
     query = select(Subscriber.id, Subscriber.topics, Subscriber.timezone, Subscriber.frequency,
@@ -348,12 +331,11 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             report.dry.extend((r["subscriber_id"], r["edition"], items_by_sub[r["subscriber_id"]]) for r in digest_rows)
             continue
         if digest_rows:
+            _section_refs(session, digest_rows, items_by_sub, section_ids, now.date())
             stmt = _insert_ignore(session).returning(Digest.__table__.c.id, Digest.__table__.c.subscriber_id)
             inserted = session.execute(stmt, digest_rows).all()
             report.already += len(digest_rows) - len(inserted)
             report.planned += len(inserted)
-            _insert_items(session, [(did, it.paper_id, sid, it.section, it.position, it.shown)
-                                    for did, sid in inserted for it in items_by_sub[sid]])
         session.commit()
     report.groups = len(group_cache)
     for line in report.warnings:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digest import clock
 from digest.store import locks
 from digest.store.db import session_factory, session_scope
-from digest.store.models import Digest, Subscriber
+from digest.store.models import Digest, Subscriber, open_digest
 from digest.pipeline import plan_options, run_ingest, run_learn, run_match
 from digest.store.state import put_state
 from digest.topics.current import current_topics
@@ -97,7 +97,7 @@ def expire_stale(session, settings: Settings, now: datetime) -> int:
     """Planned digests older than the maximum age are never sent late; mark them expired."""
     cutoff = now - timedelta(hours=settings.max_edition_age_hours) - timedelta(days=1)
     result = session.execute(
-        update(Digest).where(Digest.status.in_(("planned", "deferred")), Digest.planned_at < cutoff)
+        update(Digest).where(Digest.status.in_(("planned", "deferred")), Digest.planned_at < cutoff, open_digest())
         .values(status="expired", last_error="not sent before the maximum edition age"))
     session.commit()
     return result.rowcount or 0
@@ -264,7 +264,8 @@ class DigestScheduler:
 
     def _pending(self, make) -> bool:
         with make() as session:
-            return session.scalar(select(Digest.id).where(Digest.status.in_(("planned", "deferred"))).limit(1)) is not None
+            return session.scalar(select(Digest.id).where(Digest.status.in_(("planned", "deferred")), open_digest())
+                                  .limit(1)) is not None
 
     def _safe(self, fn):
         def run():

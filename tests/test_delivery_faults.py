@@ -198,7 +198,7 @@ def test_message_slower_than_the_lease_is_sent_once(settings, monkeypatch, sink)
 
 def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_digest(settings, monkeypatch, sink):
     from digest.pipeline import send_now
-    from digest.store.models import DigestItem
+    from digest.store.ledger import items_of
 
     s = _setup(settings, monkeypatch, sink, 2, DIGEST_SMTP_RETRIES="0")
     sink.refuse_rcpt("reader0@example.org", "451 4.7.1 greylisted, try again later")
@@ -215,7 +215,8 @@ def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_dig
     with session_factory(s)() as session:
         stuck = session.scalars(select(Digest).where(Digest.subscriber_id == 1)).one()
         assert (stuck.status, stuck.attempts) == ("exhausted", 5)
-        old_papers = set(session.scalars(select(DigestItem.paper_id).where(DigestItem.digest_id == stuck.id)))
+        old_papers = {it.paper_id for it in items_of(session, [stuck.id])[stuck.id]}
+        assert old_papers
     assert sink.rcpt_attempts["reader0@example.org"] == 5
     hist = subprocess.run([sys.executable, "-m", "digest.cli", "history", "--subscriber", "reader0@example.org"],
                           capture_output=True, text=True, timeout=120, env=wide()).stdout
@@ -226,7 +227,7 @@ def test_digest_out_of_attempts_ends_exhausted_and_its_papers_go_to_the_next_dig
     assert report.plan.planned == 1 and report.send.sent == 1      # reader0 only: reader1 had them
     with session_factory(s)() as session:
         new = session.scalars(select(Digest).where(Digest.subscriber_id == 1, Digest.status == "sent")).one()
-        assert set(session.scalars(select(DigestItem.paper_id).where(DigestItem.digest_id == new.id))) == old_papers
+        assert {it.paper_id for it in items_of(session, [new.id])[new.id]} == old_papers
     assert [m.rcpt_tos for m in sink.messages][-1] == ["reader0@example.org"]
 
 

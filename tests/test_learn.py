@@ -201,7 +201,8 @@ def test_a_readers_votes_order_their_sections(settings):
     paper comes first and the near copy of a disliked paper is not shown; Bob (no votes) keeps
     the shared order."""
     from digest.plan import PlanOptions, plan_edition
-    from digest.store.models import DigestItem
+    from digest.store.ledger import items_of
+    from digest.store.models import Digest
     from digest.topics.personal import PersonalOrder
 
     now = clock.now()
@@ -228,8 +229,8 @@ def test_a_readers_votes_order_their_sections(settings):
         assert report.planned == 2
     with session_scope(settings) as session:
         def section(sid):
-            rows = session.scalars(select(DigestItem).where(DigestItem.subscriber_id == sid)
-                                   .order_by(DigestItem.position)).all()
+            did = session.scalar(select(Digest.id).where(Digest.subscriber_id == sid))
+            rows = sorted(items_of(session, [did])[did], key=lambda it: it.position)
             return [(r.paper_id, r.shown) for r in rows]
 
         assert section(ids[1]) == [(p["id"], True) for p in fresh]
@@ -243,7 +244,8 @@ def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
     from digest.email.content import Recipient
     from digest.plan import PlanOptions, plan_edition
     from digest.pipeline import run_match
-    from digest.store.models import DigestItem, NearMatch
+    from digest.store.ledger import items_of
+    from digest.store.models import Digest, NearMatch
 
     (config_dir / "topics.yaml").write_text(TOPICS.read_text(encoding="utf-8"), encoding="utf-8")
     config = load_topics(config_dir / "topics.yaml")
@@ -262,7 +264,8 @@ def test_a_paper_just_below_the_threshold_is_asked_about(settings, config_dir):
             {(p["id"], "segmentation") for p in near}
         plan_edition(session, config.ids, PlanOptions(lookback_days=2), now=now)
     with session_scope(settings) as session:
-        rows = session.scalars(select(DigestItem).where(DigestItem.subscriber_id == sid)).all()
+        did = session.scalar(select(Digest.id).where(Digest.subscriber_id == sid))
+        rows = items_of(session, [did])[did]
         sections = [(r.section, r.paper_id) for r in rows]
         assert ("segmentation", inside["id"]) in sections
         asked = [p for s, p in sections if s == "ask:segmentation"]

@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select, update
 
 from digest.store.db import session_factory
-from digest.store.models import Digest, DigestItem
+from digest.store.ledger import items_of
+from digest.store.models import Digest, LedgerSection
 from digest.plan import PlanOptions, plan_edition
 from tests.factories import add_paper, add_subscriber, utc
 
@@ -19,9 +20,8 @@ def _items(session, sub_id, edition):
     d = session.scalar(select(Digest).where(Digest.subscriber_id == sub_id, Digest.edition == edition))
     if d is None:
         return None
-    rows = session.execute(select(DigestItem.section, DigestItem.paper_id, DigestItem.shown)
-                           .where(DigestItem.digest_id == d.id).order_by(DigestItem.section, DigestItem.position)).all()
-    return [tuple(r) for r in rows]
+    items = sorted(items_of(session, [d.id])[d.id], key=lambda it: (it.section, it.position))
+    return [(it.section, it.paper_id, it.shown) for it in items]
 
 
 def _mark_sent(session, edition):
@@ -110,7 +110,7 @@ def test_lookback_window_and_unknown_topics(settings):
         report = plan_edition(s, TOPICS, PlanOptions(lookback_days=7), edition=date(2026, 11, 18), now=DAY1)
         assert report.planned == 1
         assert any("gone-topic" in w for w in report.warnings)
-        papers = s.scalars(select(DigestItem.paper_id)).all()
+        papers = [it.paper_id for lst in items_of(s, s.scalars(select(Digest.id))).values() for it in lst]
         assert papers == ["2611.00501"]
 
 
@@ -185,8 +185,61 @@ def test_compaction_never_lets_an_old_paper_come_back(settings):
         _mark_sent(s, date(2026, 11, 18))
         later = DAY1 + timedelta(days=9)
         assert compact_ledger(s, keep_days=1, lookback_days=7, now=later) == 1
-        assert s.scalar(select(func.count()).select_from(DigestItem)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerSection)) == 0
+        assert s.scalar(select(Digest.sections)) is None and s.scalar(select(Digest.status)) == "sent"
         # even with its send record gone and the subscriber's last digest long ago, it stays out
         report = plan_edition(s, TOPICS, PlanOptions(lookback_days=7), edition=date(2026, 11, 27), now=later)
         assert report.planned == 0
         assert _items(s, sub.id, date(2026, 11, 18)) == []
+
+
+def test_each_distinct_section_is_stored_once_and_read_back_in_order(settings):
+    """Readers with the same topics share their sections' rows; every digest reads back what it
+    carried, shown papers first and the "N more" ones counted, in planned order."""
+    from digest.store.ledger import items_of
+
+    make = session_factory(settings)
+    with make() as s:
+        subs = [add_subscriber(s, f"u{i}@example.org", topics) for i, topics in enumerate(
+            [["vision-language", "medical-segmentation"]] * 3 + [["medical-segmentation"]])]
+        for k in range(4):
+            add_paper(s, f"2611.0200{k}", seen=DAY1 - timedelta(hours=1), matches={"vision-language": 0.9 - k / 10})
+        add_paper(s, "2611.02010", seen=DAY1 - timedelta(hours=1), matches={"medical-segmentation": 0.9})
+        s.commit()
+        plan_edition(s, TOPICS, PlanOptions(section_cap=3), edition=date(2026, 11, 18), now=DAY1)
+        # vision-language (3 shown + 1 counted) and medical-segmentation: two rows for seven section uses
+        assert s.scalar(select(func.count()).select_from(LedgerSection)) == 2
+        ids = dict(s.execute(select(Digest.subscriber_id, Digest.id)).all())
+        got = items_of(s, ids.values())
+        assert [(i.section, i.paper_id, i.position, i.shown) for i in got[ids[subs[0].id]]] == [
+            ("vision-language", "2611.02000", 0, True), ("vision-language", "2611.02001", 1, True),
+            ("vision-language", "2611.02002", 2, True), ("vision-language", "2611.02003", 3, False),
+            ("medical-segmentation", "2611.02010", 0, True)]
+        assert [(i.section, i.paper_id) for i in got[ids[subs[3].id]]] == [("medical-segmentation", "2611.02010")]
+
+
+def test_compaction_deletes_only_sections_nobody_refers_to_or_may_reuse(settings):
+    """A section whose digests are gone is deleted only once it was last used before the cutoff
+    (a planner may be about to refer to one used recently); a referenced one always stays."""
+    from digest.delivery.ledger import compact_ledger
+
+    make = session_factory(settings)
+    with make() as s:
+        a = add_subscriber(s, "a@example.org", ["medical-segmentation"])
+        add_paper(s, "2611.03000", seen=DAY1 - timedelta(hours=1), matches={"medical-segmentation": 0.9})
+        s.commit()
+        plan_edition(s, TOPICS, PlanOptions(), edition=date(2026, 11, 18), now=DAY1)
+        s.delete(s.get(type(a), a.id))     # its digest goes with it: its section is unreferenced
+        later = DAY1 + timedelta(days=2)
+        add_subscriber(s, "b@example.org", ["vision-language"])
+        add_paper(s, "2611.03001", seen=later - timedelta(hours=1), matches={"vision-language": 0.9})
+        s.commit()
+        plan_edition(s, TOPICS, PlanOptions(), edition=date(2026, 11, 20), now=later)
+        assert compact_ledger(s, keep_days=8, lookback_days=7, now=DAY1 + timedelta(days=1)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerSection)) == 2
+        assert compact_ledger(s, keep_days=8, lookback_days=7, now=DAY1 + timedelta(days=9, hours=1)) == 1
+        assert s.scalars(select(LedgerSection.section)).all() == ["vision-language"]   # b's digest keeps it
+        assert s.scalar(select(Digest.sections)) is not None
+        assert compact_ledger(s, keep_days=8, lookback_days=7, now=later + timedelta(days=9)) == 1
+        assert s.scalar(select(func.count()).select_from(LedgerSection)) == 0
+        assert s.scalar(select(Digest.status)) == "planned" and s.scalar(select(Digest.sections)) is None

@@ -25,7 +25,8 @@ import uvicorn
 from digest import clock as app_clock
 from digest.pipeline import send_now
 from digest.store.db import session_scope
-from digest.store.models import Digest, DigestItem, Paper
+from digest.store.ledger import items_of
+from digest.store.models import Digest, Paper
 from digest.store.settings import Settings, reset_settings_cache
 from digest.web.app import create_app
 from tests.factories import add_paper, add_subscriber
@@ -132,7 +133,7 @@ def test_more_link_from_the_received_email_shows_every_paper(live, sink, browser
 
     with session_scope(s) as session:
         did = session.query(Digest).filter_by(subscriber_id=sid).one().id
-        carried = {i.paper_id for i in session.query(DigestItem).filter_by(digest_id=did)}
+        carried = {i.paper_id for i in items_of(session, [did])[did]}
         titles = {p.id: p.title for p in session.query(Paper).filter(Paper.id.in_(carried))}
     assert len(carried) == 12
 

@@ -90,8 +90,8 @@ def db_upgrade() -> None:
 
 
 @db_app.command("compact")
-def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", min=1, help="Keep this many days of per-paper send records (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
-    """Delete per-paper send records older than the history window; old papers still never come back.
+def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", min=1, help="Keep this many days of what digests carried (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
+    """Forget what digests older than the history window carried (their rows stay) and delete the ledger sections no digest refers to; old papers still never come back.
 
     Example: digest db compact --keep-days 14
     """
@@ -101,7 +101,7 @@ def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", min=
     s = _settings()
     with session_scope(s) as session:
         n = compact_ledger(session, keep_days=keep_days or s.ledger_keep_days, lookback_days=s.lookback_days)
-    console.print(f"deleted {n} per-paper send records")
+    console.print(f"deleted {n} ledger sections")
 
 
 # ------------------------------------------------------------------ ingest
@@ -650,7 +650,7 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
     from sqlalchemy import select
 
     from digest.store.db import session_scope
-    from digest.store.models import Digest, DigestItem, Paper
+    from digest.store.models import Digest
     from digest.subscribers import get_by_email
 
     if _check_format(fmt) != "table":
@@ -663,13 +663,24 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
         for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
                                  .order_by(Digest.edition.desc()).limit(limit)):
             console.print(_history_line(d), markup=False, highlight=False)
-            rows = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
-                                   .join(Paper, Paper.id == DigestItem.paper_id)
-                                   .where(DigestItem.digest_id == d.id)
-                                   .order_by(DigestItem.section, DigestItem.position)).all()
-            for section, shown, pid, title in rows:
+            for section, shown, pid, title in _carried(session, d.id):
                 console.print(f"   {section:<24} {pid:<16} {'' if shown else '(counted) '}{title}",
                               markup=False, highlight=False)
+
+
+def _carried(session, digest_id: int) -> list[tuple]:
+    """(section, shown, paper id, title) of what a digest carried, by section and position."""
+    from sqlalchemy import select
+
+    from digest.store.ledger import items_of
+    from digest.store.models import Paper
+
+    items = sorted(items_of(session, [digest_id]).get(digest_id, []), key=lambda it: (it.section, it.position))
+    ids = sorted({it.paper_id for it in items})
+    titles = {}
+    for start in range(0, len(ids), 500):
+        titles.update(session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(ids[start:start + 500]))).all())
+    return [(it.section, it.shown, it.paper_id, titles[it.paper_id]) for it in items if it.paper_id in titles]
 
 
 def _history_line(d) -> str:
@@ -696,7 +707,7 @@ def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
     from sqlalchemy import select
 
     from digest.store.db import session_scope
-    from digest.store.models import Digest, DigestItem, Paper
+    from digest.store.models import Digest
     from digest.subscribers import get_by_email
 
     out = []
@@ -706,11 +717,7 @@ def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
             raise UserError(f"no subscriber {subscriber!r}")
         for d in session.scalars(select(Digest).where(Digest.subscriber_id == sub.id)
                                  .order_by(Digest.edition.desc()).limit(limit)):
-            items = session.execute(select(DigestItem.section, DigestItem.shown, Paper.id, Paper.title)
-                                    .join(Paper, Paper.id == DigestItem.paper_id)
-                                    .where(DigestItem.digest_id == d.id)
-                                    .order_by(DigestItem.section, DigestItem.position)).all()
-            for section, shown, pid, title in items:
+            for section, shown, pid, title in _carried(session, d.id):
                 out.append({"edition": str(d.edition), "status": d.status,
                             "sent_at": d.sent_at.strftime("%Y-%m-%d %H:%M UTC") if d.sent_at else "",
                             "subject": d.subject or "", "section": section, "paper": pid, "shown": bool(shown),
@@ -729,7 +736,8 @@ def stats(editions: int = typer.Option(7, "--editions", min=1, help="How many re
     from sqlalchemy import func, select
 
     from digest.store.db import session_scope
-    from digest.store.models import Digest, DigestItem, Subscriber
+    from digest.store.ledger import sections_of
+    from digest.store.models import Digest, Subscriber
 
     with session_scope(_settings()) as session:
         eds = session.scalars(select(Digest.edition).distinct().order_by(Digest.edition.desc()).limit(editions)).all()
@@ -739,9 +747,11 @@ def stats(editions: int = typer.Option(7, "--editions", min=1, help="How many re
         for ed in eds:
             counts = dict(session.execute(select(Digest.status, func.count()).where(Digest.edition == ed)
                                           .group_by(Digest.status)).all())
-            topics = session.execute(select(DigestItem.section, func.count(func.distinct(DigestItem.paper_id)))
-                                     .join(Digest, Digest.id == DigestItem.digest_id)
-                                     .where(Digest.edition == ed).group_by(DigestItem.section)).all()
+            papers: dict[str, set] = {}
+            for section in sections_of(session, Digest.edition == ed):
+                if section:
+                    papers.setdefault(section[0].section, set()).update(it.paper_id for it in section)
+            topics = [(t, len(p)) for t, p in papers.items()]
             total = sum(counts.values())
             other = total - counts.get("sent", 0) - counts.get("failed", 0)
             table.add_row(str(ed), str(total), str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(other),

@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 import uuid
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,8 +32,9 @@ from sqlalchemy.orm import Session
 from digest import clock
 from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
-from digest.store.models import Digest, Subscriber
+from digest.store.models import Digest, Subscriber, open_digest
 from digest.plan import PlannedItem
+from digest.store.ledger import items_of
 from digest.store.settings import Settings
 
 log = logging.getLogger("digest.send")
@@ -78,7 +78,7 @@ class SendReport:
 
 def _retry_due(now: datetime):
     return and_(Digest.status == "deferred", Digest.attempts < MAX_ATTEMPTS,
-                or_(Digest.lease_until.is_(None), Digest.lease_until < now))
+                or_(Digest.lease_until.is_(None), Digest.lease_until < now), open_digest())
 
 
 def _claimable(now: datetime, exclude: set[int]):
@@ -89,8 +89,8 @@ def _claimable(now: datetime, exclude: set[int]):
 
 def _claimable_by_status(now: datetime):
     """The claimable test split per status: each part can walk the (status, id) index."""
-    return (Digest.status == "planned", _retry_due(now),
-            and_(Digest.status == "sending", Digest.lease_until < now))
+    return (and_(Digest.status == "planned", open_digest()), _retry_due(now),
+            and_(Digest.status == "sending", Digest.lease_until < now, open_digest()))
 
 
 def _zombie(pid: int) -> bool:
@@ -106,7 +106,7 @@ def reclaim_dead_local(session: Session, now: datetime) -> int:
     space that no longer exist. Returns how many leases it expired."""
     host = socket.gethostname()
     rows = session.execute(select(Digest.id, Digest.claimed_by).where(
-        Digest.status == "sending", Digest.lease_until >= now)).all()
+        Digest.status == "sending", Digest.lease_until >= now, open_digest())).all()
     session.rollback()
     dead = []
     for did, claimer in rows:
@@ -170,7 +170,8 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
 
 def close_exhausted(session: Session) -> int:
     """Deferred digests whose attempts are used up end `exhausted` (never retried again)."""
-    result = session.execute(update(Digest).where(Digest.status == "deferred", Digest.attempts >= MAX_ATTEMPTS)
+    result = session.execute(update(Digest).where(Digest.status == "deferred", Digest.attempts >= MAX_ATTEMPTS,
+                                                  open_digest())
                              .values(status="exhausted", lease_until=None))
     session.commit()
     return result.rowcount or 0
@@ -244,13 +245,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             digests = {r.id: r for r in conn.execute(stmts.digests, {"ids": ids})}
             subs = {r.id: _Sub(*r) for r in conn.execute(
                 stmts.subscribers, {"ids": list({d.subscriber_id for d in digests.values()})})}
-            items: dict[int, list[PlannedItem]] = defaultdict(list)
-            # ~30-100 items per digest: fetched without SQLAlchemy's row processing (ids are ints)
-            for digest_id, paper_id, section, position, shown in conn.exec_driver_sql(
-                    "SELECT digest_id, paper_id, section, position, shown FROM digest_items "
-                    f"WHERE digest_id IN ({', '.join(str(int(i)) for i in ids)}) "
-                    "ORDER BY digest_id, section, position"):
-                items[digest_id].append(PlannedItem(paper_id, section, position, bool(shown)))
+            # two queries: the digests' section lists, then each distinct section once
+            items: dict[int, list[PlannedItem]] = items_of(conn, ids)
             builder.load(session, {it.paper_id for lst in items.values() for it in lst})
             session.commit()
             # what each active subscriber gets; rendered in order, ahead of sending when that helps
@@ -289,7 +285,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                 unconfirmed = digests[did].unconfirmed
                 if unconfirmed > allowed:  # sent, maybe delivered, as often as allowed
                     _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
-                            message_id=msg.message_id, subject=msg.subject,
+                            subject=msg.subject,
                             error=f"not sent again: {unconfirmed} sends without a reply from the server")
                     report.unconfirmed += 1
                     continue
@@ -300,13 +296,13 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                     unconfirmed += 1
                     if unconfirmed > allowed:
                         _finish(ledger, did, worker, status="unconfirmed", unconfirmed=unconfirmed,
-                                message_id=msg.message_id, subject=msg.subject,
+                                subject=msg.subject,
                                 error=f"not sent again after {unconfirmed} unanswered sends: {result.error}")
                         report.unconfirmed += 1
                         report.errors.append(f"{sub.email}: unconfirmed, not sent again: {result.error}")
                         continue
                 if result.ok:
-                    _finish(ledger, did, worker, status="sent", message_id=msg.message_id, subject=msg.subject,
+                    _finish(ledger, did, worker, status="sent", subject=msg.subject,
                             unconfirmed=unconfirmed)
                     if sub.consecutive_failures:
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
@@ -401,10 +397,10 @@ class _Statements:
                 values = {"status": bindparam("status", type_=t.c.status.type),
                           "lease_until": bindparam("lease_until", type_=t.c.lease_until.type),
                           "in_flight": False, "unconfirmed": bindparam("unconfirmed", type_=t.c.unconfirmed.type)}
-                if sent:
+                if sent:  # done for good: the lease holder's name is no longer needed (bytes per row)
                     values.update(sent_at=bindparam("sent_at", type_=t.c.sent_at.type),
-                                  message_id=bindparam("message_id", type_=t.c.message_id.type),
-                                  subject=bindparam("subject", type_=t.c.subject.type), last_error=None)
+                                  subject=bindparam("subject", type_=t.c.subject.type), last_error=None,
+                                  claimed_by=None)
                 if with_error:
                     values["last_error"] = bindparam("last_error", type_=t.c.last_error.type)
                 self.finish[(sent, with_error)] = update(t).where(
@@ -422,7 +418,7 @@ def _statements() -> _Statements:
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
-            message_id: str | None = None, subject: str | None = None, retry_at: datetime | None = None,
+            subject: str | None = None, retry_at: datetime | None = None,
             unconfirmed: int) -> None:
     """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session).
     A deferred digest keeps `retry_at` in lease_until: no sender claims it before then."""
@@ -430,7 +426,8 @@ def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = N
     params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at,
                     "unconfirmed": unconfirmed}
     if sent:
-        params.update(sent_at=clock.now(), message_id=message_id, subject=subject)
+        # no Message-ID column: it is message_id_for(subscriber, edition), the same for every resend
+        params.update(sent_at=clock.now(), subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
     ledger.execute(_statements().finish[(sent, error is not None)], params)

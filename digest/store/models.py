@@ -13,10 +13,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -174,6 +176,18 @@ class Subscriber(Base):
     legacy_links: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+# Digests a sender or the scheduler still has to act on. Only these are in the (status, id)
+# index: the sent ones (nearly all rows) never need it. SQLite uses a partial index only for a
+# query that repeats its condition word for word, hence one text for both (``open_digest()``).
+OPEN_STATUSES = ("planned", "sending", "deferred")
+_OPEN_SQL = "digests.status IN ('planned', 'sending', 'deferred')"
+
+
+def open_digest():
+    """The partial index's condition, to AND into every query on open digests by status."""
+    return text(_OPEN_SQL)
+
+
 class Digest(Base):
     """The send ledger: exactly one row per (subscriber, edition)."""
 
@@ -181,11 +195,14 @@ class Digest(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "edition", name="uq_digest_subscriber_edition"),
         Index("ix_digests_edition_status", "edition", "status"),
-        Index("ix_digests_status_id", "status", "id"),  # the claim query: status = ? ORDER BY id LIMIT n
+        # the claim query: status = ? ORDER BY id LIMIT n, over open digests only
+        Index("ix_digests_open", "status", "id", sqlite_where=text(_OPEN_SQL.replace("digests.", "")),
+              postgresql_where=text(_OPEN_SQL.replace("digests.", ""))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    # no index of its own: the unique (subscriber_id, edition) one serves lookups by subscriber
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     edition: Mapped[date] = mapped_column(Date)
     # planned|sending|sent|deferred|failed|skipped|expired|exhausted (attempts used up)|
     # unconfirmed (sent, the server never answered; not sent again)
@@ -196,26 +213,28 @@ class Digest(Base):
     unconfirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     in_flight: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
-    message_id: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str | None] = mapped_column(Text)
     paper_count: Mapped[int] = mapped_column(Integer, default=0)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # what it carried: ledger_sections ids in order ("12,7,431"); None once compacted
+    sections: Mapped[str | None] = mapped_column(Text)
 
 
-class DigestItem(Base):
-    """A paper carried (shown, or only counted as 'N more') by a digest."""
+class LedgerSection(Base):
+    """One distinct section some digest carried (digest/store/ledger.py): its papers in order,
+    space-separated, the first ``shown`` of them shown, the rest counted as "N more"."""
 
-    __tablename__ = "digest_items"
+    __tablename__ = "ledger_sections"
 
-    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)
-    paper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(Integer)  # denormalised (history per subscriber)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)  # of (section, shown, papers)
     section: Mapped[str] = mapped_column(String(64))
-    position: Mapped[int] = mapped_column(Integer, default=0)
-    shown: Mapped[bool] = mapped_column(Boolean, default=True)
+    shown: Mapped[int] = mapped_column(Integer)
+    papers: Mapped[str] = mapped_column(Text)
+    used_on: Mapped[date] = mapped_column(Date)  # last planned into a digest: compaction keeps it
 
 
 class Lock(Base):

@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from digest import clock
-from digest.store.models import Digest, DigestItem, Paper, TopicMatch, Vote
+from digest.store.ledger import sections_of
+from digest.store.models import Digest, Paper, TopicMatch, Vote
 from digest.topics.config import TopicConfig
 from digest.topics.words import GENERIC, STOPWORDS, _chunks
 
@@ -72,11 +73,11 @@ def _separating(liked: list[Paper], disliked: list[Paper], n: int = 5) -> tuple[
 def topic_health(session, config: TopicConfig, days: int = 30) -> list[TopicHealth]:
     since = clock.now() - timedelta(days=days)
     out = {t.id: TopicHealth(t.id) for t in config.topics}
-    shown = session.execute(select(DigestItem.section, DigestItem.paper_id).join(Digest, Digest.id == DigestItem.digest_id)
-                            .where(DigestItem.shown.is_(True), Digest.planned_at >= since)).all()
     per_topic: dict[str, set[str]] = defaultdict(set)
-    for section, pid in shown:
-        per_topic[section].add(pid)
+    for section in sections_of(session, Digest.planned_at >= since):
+        for it in section:
+            if it.shown:
+                per_topic[it.section].add(it.paper_id)
     for tid, pids in per_topic.items():
         if tid in out:
             out[tid].shown = len(pids)

@@ -35,7 +35,8 @@ from digest.email.display import clean_text, format_date, safe_url
 from digest.email.render import section_anchor as anchor
 from digest.email.why import why_line
 from digest.store.db import session_scope
-from digest.store.models import Digest, DigestItem, Paper, Subscriber, TopicMatch
+from digest.store.ledger import items_of
+from digest.store.models import Digest, Paper, Subscriber, TopicMatch
 from digest.store.settings import Settings
 
 TOPIC_DAYS = 14            # how far back a topic page and feed look
@@ -105,27 +106,33 @@ def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> di
             return None
         sub = session.execute(select(Subscriber.topics, Subscriber.frequency)
                               .where(Subscriber.id == row.subscriber_id)).first()
-        rows = session.execute(
-            select(DigestItem.section, DigestItem.position, DigestItem.shown, Paper.id, Paper.title, Paper.abs_url,
-                   Paper.hf_url, Paper.authors, Paper.abstract, Paper.primary_category, Paper.published_at,
-                   Paper.first_seen_at, Paper.hf_upvotes, Paper.pdf_url, Paper.code_url, TopicMatch.matched)
-            .join(Paper, Paper.id == DigestItem.paper_id)
-            .join(TopicMatch, (TopicMatch.paper_id == DigestItem.paper_id) & (TopicMatch.topic_id == DigestItem.section),
-                  isouter=True)
-            .where(DigestItem.digest_id == digest_id)).all()
+        items = items_of(session, [digest_id]).get(digest_id, [])
+        ids = sorted({it.paper_id for it in items})
+        papers, matched = {}, {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            papers.update((p.id, p) for p in session.execute(
+                select(Paper.id, Paper.title, Paper.abs_url, Paper.hf_url, Paper.authors, Paper.abstract,
+                       Paper.primary_category, Paper.published_at, Paper.first_seen_at, Paper.hf_upvotes,
+                       Paper.pdf_url, Paper.code_url).where(Paper.id.in_(chunk))))
+            matched.update(((m.paper_id, m.topic_id), m.matched) for m in session.execute(
+                select(TopicMatch.paper_id, TopicMatch.topic_id, TopicMatch.matched).where(TopicMatch.paper_id.in_(chunk))))
     order = list(sub.topics or []) if sub is not None and isinstance(sub.topics, list) else []
     rank = {t: i for i, t in enumerate(dict.fromkeys(order))}
-    rows.sort(key=lambda r: section_order(r.section, r.position, r.id, rank))   # the email's order
+    items = sorted((it for it in items if it.paper_id in papers),   # the email's order
+                   key=lambda it: section_order(it.section, it.position, it.paper_id, rank))
     sections: dict[str, PageSection] = {}
-    for r in rows:
-        sec = sections.get(r.section)
+    for it in items:
+        sec = sections.get(it.section)
         if sec is None:
-            name = section_name(r.section, names)
-            sec = sections[r.section] = PageSection(anchor(r.section), clean_text(name, 80) or "Papers")
-        sec.shown_in_email += bool(r.shown)
+            name = section_name(it.section, names)
+            sec = sections[it.section] = PageSection(anchor(it.section), clean_text(name, 80) or "Papers")
+        sec.shown_in_email += bool(it.shown)
+        r = papers[it.paper_id]
         item = _Item(r.id, r.title, r.abs_url or r.hf_url, r.authors, r.abstract, r.primary_category,
                      r.published_at or r.first_seen_at, r.hf_upvotes, r.pdf_url, r.hf_url, r.code_url)
-        sec.papers.append(paper_row(item, list(r.matched or []) if isinstance(r.matched, list) else []))
+        why = matched.get((it.paper_id, it.section))
+        sec.papers.append(paper_row(item, list(why or []) if isinstance(why, list) else []))
     weekly = sub is not None and sub.frequency == "weekly"
     return {"sections": list(sections.values()), "edition": row.edition, "weekly": weekly,
             # "Is this <topic>?" papers are questions, not part of the count (as in the email)
@@ -168,9 +175,9 @@ def digest_stamp(settings: Settings, digest_id: int, names: dict[str, str],
             return None
         if token is not None and not token.bound_to(row.link_secret):
             return False
-        changed = session.scalar(select(Paper.updated_at).join(DigestItem, DigestItem.paper_id == Paper.id)
-                                 .where(DigestItem.digest_id == digest_id)
-                                 .order_by(Paper.updated_at.desc()).limit(1))
+        ids = sorted({it.paper_id for it in items_of(session, [digest_id]).get(digest_id, [])})
+        changed = max((_aware(t) for k in range(0, len(ids), 500) for t in session.scalars(
+            select(Paper.updated_at).where(Paper.id.in_(ids[k:k + 500]))) if t is not None), default=None)
     stamps = [t for t in (_aware(row.planned_at), _aware(row.sent_at), _aware(changed)) if t is not None]
     seed = repr((_BOOT, digest_id, stamps, row.topics, row.frequency, sorted(names.items())))
     return '"' + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32] + '"', max(stamps) if stamps else None
