@@ -74,8 +74,11 @@ class ContentBuilder:
                 item = shown[(it.paper_id, it.section)] = PaperItem(
                     **{**base.__dict__, "matched": matched, "score": score})
             sec.papers.append(item)
-        key = (self._epoch, tuple([(s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
-                                   for s in sections.values()]))
+        keys = []
+        for s in sections.values():
+            s.cache_key = (self._epoch, s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
+            keys.append(s.cache_key)
+        key = (self._epoch, tuple(keys))
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
             unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id, recipient.link_secret),
