@@ -60,14 +60,16 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 class _Shared:
-    """A digest rendered once for one content, with recipient slots: the text part, and the
-    HTML per abstract level (built when a recipient needs it; None: cannot be assembled)."""
+    """A digest rendered once for one content, with recipient slots: its parts per shrink
+    step, built when a recipient needs them: HTML per (abstract level, papers per section),
+    text per papers per section (None: no cap). A part that cannot be assembled is None."""
 
     __slots__ = ("view", "subject", "preheader", "html", "text", "weight")
 
     def __init__(self, view: "DigestView", text: Assembled):
-        self.view, self.subject, self.preheader, self.text = view, view.subject, view.preheader, text
-        self.html: list = [False] * len(ABSTRACT_LEVELS)            # False: not built yet
+        self.view, self.subject, self.preheader = view, view.subject, view.preheader
+        self.html: dict = {}
+        self.text: dict = {None: text}
         # its own pieces (head and tail) and their encodings, roughly; sections are counted
         # in the section cache
         self.weight = 2 * (text.pieces[0].nbytes + text.pieces[-1].nbytes) + 1024
@@ -165,6 +167,12 @@ class DigestView:
     hidden_papers: int = 0
     papers_chars: int = 0      # characters / extra UTF-8 bytes of the rendered papers (HTML)
     papers_extra: int = 0
+
+
+def _shown(s: SectionView) -> int | None:
+    """How many of the section's papers a shrink step shows (None: all)."""
+    n = len(s.papers)
+    return n if n < len(s.all_papers) else None
 
 
 def _cut(value, limit: int) -> str:
@@ -358,19 +366,48 @@ class Renderer:
                     self._remember(key, shared)
                 if shared is not None:
                     html_values = tuple([str(escape(v)) for v in values])
-                    # the first abstract level within the budget for this recipient's values,
-                    # as _render_within_budget would pick it
-                    for level in range(len(ABSTRACT_LEVELS)):
-                        html = shared.html[level]
-                        if html is False:
-                            html = shared.html[level] = self._assemble_html(shared.view, level)
-                        if html is None:
-                            break
-                        if html.size(html_values) < self.max_html_bytes:
-                            return Rendered(shared.subject, html, shared.text, shared.preheader,
-                                            html_values=html_values, text_values=values)
-        # not cacheable, or too big without abstracts for this recipient: shrink with real values
+                    picked = self._pick(shared, html_values)
+                    if picked is not None:
+                        html, text = picked
+                        return Rendered(shared.subject, html, text, shared.preheader,
+                                        html_values=html_values, text_values=values)
+        # not cacheable, or fewer sections needed for this recipient: shrink with real values
         return self._render_within_budget(self._view(content, nothing_new=nothing_new, recipient=values))
+
+    def _pick(self, shared: _Shared, html_values: tuple[str, ...]):
+        """The shrink step _render_within_budget would take for these recipient values, from
+        the shared parts: (html, text), or None when it is not one they cover."""
+        budget = self.max_html_bytes
+        size, html, level = 0, None, 0
+        for level in range(len(ABSTRACT_LEVELS)):
+            html = self._shared_part(shared, level, None)
+            if html is None:
+                return None
+            size = html.size(html_values)
+            if size < budget:
+                return html, shared.text[None]
+        cap = max((len(s.all_papers) for s in shared.view.all_sections), default=0)
+        while size >= budget and cap > 0:
+            cap = max(0, min(cap - 1, int(cap * budget * 0.9 / size)))
+            html = self._shared_part(shared, level, cap)
+            if html is None:
+                return None
+            size = html.size(html_values)
+        if size >= budget:
+            return None
+        return html, self._shared_part(shared, None, cap)
+
+    def _shared_part(self, shared: _Shared, level: int | None, cap: int | None) -> Assembled | None:
+        """HTML at ``level`` (text when None) with at most ``cap`` papers per section."""
+        parts, key = (shared.text, cap) if level is None else (shared.html, (level, cap))
+        try:
+            return parts[key]
+        except KeyError:
+            pass
+        self._apply(shared.view, cap, None)
+        part = parts[key] = self._assemble_text(shared.view) if level is None else \
+            self._assemble_html(shared.view, level)
+        return part
 
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
         """The digest with recipient slots: its view and text part (HTML per level on demand);
@@ -420,7 +457,7 @@ class Renderer:
     def _section_html(self, view: DigestView, s: SectionView, level: int) -> Slotted | None:
         """The section's box at ``level`` with the web page slot, whole lines (without the
         leading newline the template gives it); cached on its entry. None: not whole lines."""
-        key = (level, view.has_view)
+        key = (level, view.has_view, _shown(s))
         entry = s.entry
         part = entry.html.get(key) if entry is not None else None
         if part is None:
@@ -436,7 +473,8 @@ class Renderer:
 
     def _section_text(self, view: DigestView, s: SectionView) -> Slotted | None:
         entry = s.entry
-        part = entry.text.get(view.has_view) if entry is not None else None
+        key = (view.has_view, _shown(s))
+        part = entry.text.get(key) if entry is not None else None
         if part is None:
             s.papers_text = [self._paper_text(p, 0) for p in s.papers]
             body = self._text_box(view, s)
@@ -444,7 +482,7 @@ class Renderer:
                 return None
             part = Slotted(body, self._slot_prefix, len(self._slots))
             if entry is not None:
-                entry.text[view.has_view] = part
+                entry.text[key] = part
                 self._weigh_sections(2 * part.nbytes)
         return part
 
