@@ -407,6 +407,10 @@ class Renderer:
         self._apply(shared.view, cap, None)
         part = parts[key] = self._assemble_text(shared.view) if level is None else \
             self._assemble_html(shared.view, level)
+        if part is not None:                     # its own head and tail, and their encodings
+            weight = 2 * (part.pieces[0].nbytes + part.pieces[-1].nbytes)
+            shared.weight += weight
+            self._contents_weight += weight
         return part
 
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
@@ -463,6 +467,7 @@ class Renderer:
         if part is None:
             s.papers_html = Markup("\n".join([self._paper_html(p, level) for p in s.papers]))
             body = str(self._html_box(view, s))
+            s.papers_html = Markup("")           # the view may live on in the content cache
             if not (body.startswith("\n") and body.endswith("\n")):
                 return None
             part = Slotted(body[1:], self._slot_prefix, len(self._slots))
@@ -478,6 +483,7 @@ class Renderer:
         if part is None:
             s.papers_text = [self._paper_text(p, 0) for p in s.papers]
             body = self._text_box(view, s)
+            s.papers_text = []
             if not body.endswith("\n"):
                 return None
             part = Slotted(body, self._slot_prefix, len(self._slots))
