@@ -64,15 +64,18 @@ class _Shared:
     step, built when a recipient needs them: HTML per (abstract level, papers per section),
     text per papers per section (None: no cap). A part that cannot be assembled is None."""
 
-    __slots__ = ("view", "subject", "preheader", "html", "text", "weight")
+    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight")
 
-    def __init__(self, view: "DigestView", text: Assembled):
+    def __init__(self, view: "DigestView"):
         self.view, self.subject, self.preheader = view, view.subject, view.preheader
         self.html: dict = {}
-        self.text: dict = {None: text}
+        self.text: dict = {}
+        # each part without its sections (the same at every shrink step): "html"/"text" ->
+        # [head, None, between, None, ..., tail], None where a section goes
+        self.frames: dict = {}
         # its own pieces (head and tail) and their encodings, roughly; sections are counted
         # in the section cache
-        self.weight = 2 * (text.pieces[0].nbytes + text.pieces[-1].nbytes) + 1024
+        self.weight = 1024
 
 
 class _SectionEntry:
@@ -405,21 +408,14 @@ class Renderer:
         except KeyError:
             pass
         self._apply(shared.view, cap, None)
-        part = parts[key] = self._assemble_text(shared.view) if level is None else \
-            self._assemble_html(shared.view, level)
-        if part is not None:                     # its own head and tail, and their encodings
-            weight = 2 * (part.pieces[0].nbytes + part.pieces[-1].nbytes)
-            shared.weight += weight
-            self._contents_weight += weight
+        part = parts[key] = self._assemble_text(shared) if level is None else self._assemble_html(shared, level)
         return part
 
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
         """The digest with recipient slots: its view and text part (HTML per level on demand);
         None when it cannot be put together from pieces (it takes the direct path)."""
-        view = self._view(content, nothing_new=nothing_new, recipient=self._slots)
-        self._apply(view, None, None)
-        text = self._assemble_text(view)
-        return _Shared(view, text) if text is not None else None
+        shared = _Shared(self._view(content, nothing_new=nothing_new, recipient=self._slots))
+        return shared if self._shared_part(shared, None, None) is not None else None
 
     # -- sections and assembly ---------------------------------------------------------------------
     def _section_key(self, sec, builder_items: bool):
@@ -492,53 +488,72 @@ class Renderer:
                 self._weigh_sections(2 * part.nbytes)
         return part
 
-    def _pieces(self, whole: str, bodies: list, lead: str) -> Assembled | None:
-        """``whole`` (the digest rendered with each section's body replaced by the section
-        token) and the bodies, as pieces of whole lines; ``lead``: what each body started with
-        before it was cut off (it ends the line before it)."""
+    def _frame(self, whole: str, n_sections: int, lead: str) -> list | None:
+        """``whole`` (a part rendered with each section's body replaced by the section token)
+        as pieces of whole lines, None where a section goes; ``lead``: what each body started
+        with before it was cut off (it ends the line before it). None: not whole lines."""
         parts = whole.split(self._sec_token)
-        if len(parts) != len(bodies) + 1:
+        if len(parts) != n_sections + 1:
             return None
-        pieces = []
+        frame: list = []
         between = self._between
-        for i, body in enumerate(bodies):
-            text = parts[i] + lead
+        for i, text in enumerate(parts[:-1]):
+            text += lead
             if text:
                 if not text.endswith("\n"):
                     return None
                 if i == 0:
-                    pieces.append(Slotted(text, self._slot_prefix, len(self._slots)))
+                    frame.append(Slotted(text, self._slot_prefix, len(self._slots)))
                 else:                            # the same layout for every section: encoded once
                     piece = between.get(text)
                     if piece is None:
                         if len(between) >= 64:
                             between.clear()
                         piece = between[text] = Slotted(text, self._slot_prefix, len(self._slots))
-                    pieces.append(piece)
-            pieces.append(body)
-        pieces.append(Slotted(parts[-1], self._slot_prefix, len(self._slots)))
-        return Assembled(pieces)
+                    frame.append(piece)
+            frame.append(None)
+        frame.append(Slotted(parts[-1], self._slot_prefix, len(self._slots)))
+        return frame
 
-    def _assemble_html(self, view: DigestView, level: int) -> Assembled | None:
-        bodies = []
+    def _put_together(self, shared: _Shared, which: str, bodies: list) -> Assembled | None:
+        frame = shared.frames.get(which)
+        if frame is None:
+            view = shared.view
+            for s in view.sections:
+                if which == "html":
+                    s.body = Markup(self._sec_token)
+                else:
+                    s.body_text = self._sec_token
+            if which == "html":
+                whole, _, _ = self._compile(self.html_template.render(v=view))
+            else:
+                whole = self.text_template.render(v=view)
+            frame = shared.frames[which] = self._frame(whole, len(view.sections), "\n" if which == "html" else "")
+            if frame is None:
+                return None
+            weight = 2 * sum([p.nbytes for p in (frame[0], frame[-1]) if p is not None])  # own head, tail
+            shared.weight += weight
+            self._contents_weight += weight
+        it = iter(bodies)
+        return Assembled([next(it) if piece is None else piece for piece in frame])
+
+    def _assemble_html(self, shared: _Shared, level: int) -> Assembled | None:
+        view, bodies = shared.view, []
         for s in view.sections:
             body = self._section_html(view, s, level)
             if body is None:
                 return None
             bodies.append(body)
-            s.body = Markup(self._sec_token)
-        html, _, _ = self._compile(self.html_template.render(v=view))
-        return self._pieces(html, bodies, "\n")
+        return self._put_together(shared, "html", bodies)
 
-    def _assemble_text(self, view: DigestView) -> Assembled | None:
-        bodies = []
+    def _assemble_text(self, shared: _Shared) -> Assembled | None:
+        view, bodies = shared.view, []
         for s in view.sections:
             body = self._section_text(view, s)
             if body is None:
                 return None
             bodies.append(body)
-            s.body_text = self._sec_token
-        return self._pieces(self.text_template.render(v=view), bodies, "")
+        return self._put_together(shared, "text", bodies)
 
     def _remember(self, key: tuple, shared: _Shared | None) -> None:
         contents = self._contents
