@@ -264,9 +264,10 @@ class Renderer:
 
     Papers recur across the digests of one edition, so each paper's view and rendered
     fragments (HTML and text, per abstract level) are cached, keyed by the paper's displayed
-    fields; the compiled MJML layout is cached per layout; whole digests are cached per content
-    (least recently used first out, bounded in bytes), with the recipient's address and links
-    as slots. Not thread-safe: use one Renderer per thread or process.
+    fields; the compiled MJML layout is cached per layout; sections (their rendered box and
+    text block per shrink step) and whole digests are cached per content (least recently used
+    first out, each cache bounded in bytes), with the recipient's address and links as slots.
+    Not thread-safe: use one Renderer per thread or process.
     """
 
     PAPER_CACHE_MAX = 8192
