@@ -8,6 +8,7 @@ TARGETS = {
     "reingest_ratio": 0.10,
     "ledger_bytes_per_digest": 300.0,
     "db_bytes_30_days": 3e9,               # at N = 100,000
+    "edition_ratio": 1.25,
 }
 
 
@@ -28,6 +29,9 @@ def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
         ("re-ingest (rebuilt feed)", f"{r['reingest_changed_ratio']:.1%}", "< 10% (stricter reading)",
          ok(r["reingest_changed_ratio"] < 0.10)),
     ]
+    if "edition_seconds" in r:
+        rows.append(("edition end to end", f"{r['edition_seconds']:,.1f} s = {r['edition_ratio']:.2f} × bare loop",
+                     "≤ 1.25 × bare smtplib", ok(r["edition_ratio"] <= TARGETS["edition_ratio"])))
     if "ledger_bounded" in r:
         rows.append(("ledger bounded", f"sections {r['editions'][0]['ledger_sections']:,} → "
                      f"{r['editions'][-1]['ledger_sections']:,}", "flat per edition", ok(r["ledger_bounded"])))
@@ -94,6 +98,14 @@ def print_results(r: dict) -> None:
                   f"{r.get('pool_workers') or 1} worker process(es); one process: {r['deliver_1proc_msgs_per_s']:,.0f} msgs/s")
     elif r.get("postgres_error"):
         t.add_row("PostgreSQL", "skipped", r["postgres_error"][:80])
+    if "edition_seconds" in r:
+        t.add_row(f"edition end to end (plan + digest worker ×{r['edition_workers']} → SMTP)",
+                  f"{r['edition_seconds']:,.1f} s",
+                  f"{r['edition_sink_received']:,} messages ({r['edition_sink_bytes'] / 1e6:,.0f} MB), plan "
+                  f"{r['edition_plan_s']:.1f} s; dup {r['edition_duplicates']}, missing {r['edition_missing']}")
+        t.add_row("bare smtplib loop, same messages", f"{r['baseline_seconds']:,.1f} s",
+                  f"{r['baseline_edition_received']:,} messages ({r['baseline_edition_bytes'] / 1e6:,.0f} MB); "
+                  f"ratio {r['edition_ratio']:.2f}")
     for e in r.get("editions", []):
         t.add_row(f"edition {e['edition']}", f"{e['used_growth'] / 1e6:+,.2f} MB used",
                   f"file {e['file_growth'] / 1e6:+,.2f} MB; sections {e['ledger_sections']:,}; digests {e['digests']:,}; "

@@ -22,6 +22,10 @@ Stages (each through the product's own entry points):
             ``digest worker`` with 1 and 2 processes (bench/postgres.py; --no-postgres skips it);
 5. storage  database size before/after each edition, after ``digest.delivery.ledger.compact_ledger``,
             for two consecutive editions (growth must not depend on the number of past ones).
+6. edition  one more day's edition end to end (bench/edition.py): plan, render and deliver to the
+            sink with ``digest worker --concurrency N`` (``edition_seconds``), next to a bare smtplib
+            loop sending as many messages of the same sizes to the same sink (``baseline_seconds``);
+            --no-edition skips it.
 
 History: D past days of papers (with their topic matches) and of ``sent`` digests are
 inserted directly in bulk, each digest with its section list and each distinct section once
@@ -523,13 +527,24 @@ def run(args, log=print) -> dict:
         # rows (kept for history/stats by design) add a constant amount per edition
         result["ledger_bounded"] = bool(editions[-1]["ledger_sections"] <= editions[0]["ledger_sections"] * 1.05)
 
+    # 6. one edition end to end: plan, render, deliver to the sink, next to a bare smtplib loop
+    if args.edition:
+        from bench.edition import stage_edition_day
+
+        log(f"[6] edition end to end: plan, render and deliver with `digest worker --concurrency {args.processes}`")
+        result.update(stage_edition_day(kw, gen, old, now + timedelta(days=max(1, args.editions)), work, P,
+                                        args.processes, log))
+
     # checks
     result["correct"] = bool(dl["sink_received"] == dl["deliver_sent"] == sample and dl["duplicates"] == 0
                              and dl["missing_recipients"] == 0 and dl["unexpected_recipients"] == 0
                              and dl["baseline_received"] == dl["baseline_n"] and ed["render_failed"] == 0
                              and (not dl.get("pool_workers") or (dl["pool_sink_received"] == dl["pool_sent"] == sample
                                                                  and dl["pool_duplicates"] == 0
-                                                                 and dl["pool_missing"] == 0)))
+                                                                 and dl["pool_missing"] == 0))
+                             and (not args.edition or (result["edition_duplicates"] == result["edition_missing"]
+                                                       == result["edition_exit_code"] == 0
+                                                       and result["edition_sink_received"] == result["edition_sent"])))
     if not args.keep_workdir and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
         result["workdir"] += " (removed)"
@@ -557,6 +572,10 @@ def parse_args(argv=None):
     p.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True,
                    help="also plan the edition on a throw-away PostgreSQL and send --deliver-sample digests "
                         "with `digest worker` at concurrency 1 and 2 (default on; needs PostgreSQL's server binaries)")
+    p.add_argument("--edition", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time one more edition end to end (ingested and matched untimed; then plan, render and "
+                        "deliver to the SMTP sink with `digest worker --concurrency N`) next to a bare smtplib loop "
+                        "sending as many messages of the same sizes (bench/edition.py; default on)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--json", dest="json_file", help="write the results as JSON here")
     p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")

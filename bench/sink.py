@@ -21,6 +21,7 @@ class _CountingHandler:
     def __init__(self):
         self.lock = threading.Lock()
         self.per_rcpt: Counter = Counter()
+        self.sizes: list[int] = []          # bytes of each message, in order
         self.messages = 0
         self.bytes = 0
 
@@ -28,6 +29,7 @@ class _CountingHandler:
         with self.lock:
             self.messages += 1
             self.bytes += len(envelope.content or b"")
+            self.sizes.append(len(envelope.content or b""))
             for rcpt in envelope.rcpt_tos:
                 self.per_rcpt[rcpt.lower()] += 1
         return "250 2.0.0 Ok: queued"
@@ -46,10 +48,11 @@ def _sink_main(conn, port: int) -> None:
             if cmd == "stats":
                 with handler.lock:
                     conn.send({"messages": handler.messages, "bytes": handler.bytes,
-                               "per_rcpt": dict(handler.per_rcpt)})
+                               "per_rcpt": dict(handler.per_rcpt), "sizes": list(handler.sizes)})
             elif cmd == "reset":
                 with handler.lock:
                     handler.per_rcpt.clear()
+                    handler.sizes.clear()
                     handler.messages = handler.bytes = 0
                 conn.send("ok")
             elif cmd == "stop":

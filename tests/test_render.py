@@ -282,3 +282,89 @@ def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
     out2 = renderer.render(content)                                   # shared blocks now encoded
     assert out.html_qp(qp_lines) == out2.html_qp(qp_lines) == qp_lines(out.html + "\n")
     assert out.text_qp(qp_lines) == qp_lines(out.text)
+
+
+def _mixed_contents(budget_links: bool = False):
+    """Digests that share sections in different combinations and orders: topics, a question
+    ("Is this ...?") section, Trending, a hostile section; with and without a web page."""
+    from copy import deepcopy
+
+    from digest.plan import ASK
+
+    base = realistic(20)
+    vlm, path, diff = base.sections
+    bad = hostile(6, 3000).sections[0]
+    question = Section(topic_id=ASK + "path", name="Is this Computational pathology?",
+                       papers=[paper(40), paper(41)])
+    trending = Section(topic_id="trending", name="Trending on Hugging Face",
+                       papers=[paper(50 + i, hf_upvotes=100 - i) for i in range(5)], more=2)
+    combos = [(vlm, path, diff), (path, question, diff, trending), (vlm, bad, trending), (diff,),
+              (vlm, path, diff), (bad, question), ()]
+    out = []
+    for i, combo in enumerate(combos):
+        for weekly in (False, True):
+            for view in ("", f"https://digest.example.org/d/{i}?t=a&b"):
+                c = DigestContent(recipient=base.recipient, edition=base.edition, weekly=weekly,
+                                  sections=[deepcopy(s) for s in combo], view_url=view)
+                for s in c.sections:                   # as ContentBuilder keys them
+                    s.cache_key = ("test", s.topic_id, s.more, tuple(p.paper_id for p in s.papers))
+                c.cache_key = ("test", tuple(s.cache_key for s in c.sections))
+                out.append(c)
+    return out
+
+
+_RECIPIENTS = [(1, "one@example.org", ""), (2, "two&<x>@example.org", "?a=1&b=2"),
+               (3, "ü@exämple.org", "/" + "u" * 300), (4, "\"quoted\"@example.org", "/" + "v" * 3000)]
+
+
+@pytest.mark.parametrize("budget", [None, 30_000, 12_000])
+def test_section_cache_equals_direct_render(settings, budget):
+    """Digests put together from cached sections are byte-identical to direct renders, for
+    several recipients (escaped values, links long enough to change the shrink step), hostile
+    titles, questions, Trending, weekly, with and without the web page; at budgets that keep
+    every abstract, cut them, or cut papers per section."""
+    from digest.email.message import qp_lines
+
+    s = settings if budget is None else Settings(database_url="sqlite://", secret_key="s", max_html_bytes=budget)
+    cached, direct = Renderer(s), Renderer(s, cache=False)
+    rendered_boxes = []
+    box = cached._html_box
+    cached._html_box = lambda v, sec: rendered_boxes.append(sec.name) or box(v, sec)
+    n_sections = 0
+    for content in _mixed_contents():
+        for sid, address, link in _RECIPIENTS:
+            content.recipient = Recipient(sid, address)
+            content.unsubscribe_url = f"https://digest.example.org/unsubscribe/t{sid}{link}"
+            content.preferences_url = ""
+            for method in ("render", "render_nothing_new"):
+                a, b = getattr(cached, method)(content), getattr(direct, method)(content)
+                assert (a.subject, a.preheader, a.html, a.text) == (b.subject, b.preheader, b.html, b.text)
+                assert a.html_qp(qp_lines) == qp_lines(b.html + "\n")
+                assert a.text_qp(qp_lines) == qp_lines(b.text if b.text.endswith("\n") else b.text + "\n")
+                assert len(a.html.encode()) < s.max_html_bytes
+            n_sections += len(content.sections)
+    # each section box is rendered once per abstract level / cap / web page, not once per
+    # digest (at the smallest budget most digests need fewer sections: rendered directly)
+    if budget != 12_000:
+        assert 0 < len(rendered_boxes) < n_sections / 4
+
+
+def test_assembled_digest_is_valid_mime(settings):
+    from email import policy
+    from email.parser import BytesParser
+
+    from digest.email.message import compose
+
+    renderer = Renderer(settings)
+    for content in _mixed_contents()[:8]:
+        for sid, address, link in (_RECIPIENTS[0], _RECIPIENTS[2]):
+            content.recipient = Recipient(sid, address, name="Ada")
+            msg = compose(settings, content, renderer.render(content))
+            parsed = BytesParser(policy=policy.default).parsebytes(msg.raw)
+            parts = list(parsed.walk())
+            assert parsed.defects == [] and all(p.defects == [] for p in parts)
+            body = msg.raw.split(b"\r\n\r\n", 1)[1]
+            assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+            html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
+            assert html.rstrip("\n") == renderer.render(content).html.rstrip("\n")
+            check_html(html)

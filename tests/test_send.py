@@ -288,3 +288,40 @@ def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink)
             assert reclaim_dead_local(s, now) == 1
     finally:
         zombie.wait()
+
+
+def test_each_sent_record_is_committed_before_the_next_message(smtp_settings, sink):
+    """The `sent` record of a digest rides with the next message's in-flight mark: when any
+    message goes out, every earlier one is already recorded `sent` (seen from another
+    connection) and this one is marked in flight; the last is recorded when the run ends."""
+    from digest.delivery.backends import open_backend
+
+    emails = [f"r{i}@example.org" for i in range(5)]
+    _subscribers(smtp_settings, emails)
+    _seed_papers(smtp_settings, "09", 2)
+    seen: list[dict] = []
+
+    class Checking:                      # the real SMTP backend, looked at before each send
+        def __init__(self, inner):
+            self.inner = inner
+            self.waits_on_network = inner.waits_on_network
+
+        def send(self, msg):
+            with session_factory(smtp_settings)() as s:
+                rows = s.execute(select(Subscriber.email, Digest.status, Digest.in_flight)
+                                 .join(Subscriber, Subscriber.id == Digest.subscriber_id)).all()
+            seen.append({email: (status, in_flight) for email, status, in_flight in rows})
+            seen[-1]["to"] = msg.recipients[0]
+            return self.inner.send(msg)
+
+    with open_backend(smtp_settings) as inner:
+        report = send_now(smtp_settings, ingest=False, edition=D1, backend=Checking(inner))
+    assert report.send.sent == 5 and len(seen) == 5
+    done: list[str] = []
+    for state in seen:
+        to = state.pop("to")
+        assert state[to] == ("sending", True)
+        assert all(state[e] == ("sent", False) for e in done)
+        done.append(to)
+    assert set(_statuses(smtp_settings).values()) == {"sent"}
+    assert sorted(sink.delivered_to()) == emails

@@ -223,8 +223,8 @@ def _cancel(jobs: dict) -> None:
 
 def _send_loop(settings, session_factory, backend, builder, make_message, ahead, report, worker, lease,
                deferred_now, stmts, editions, subscriber_ids, stop, on_sent, keeper) -> SendReport:
-    with session_factory() as session, session.get_bind().connect() as ledger:
-        # `ledger` records each outcome in its own short transaction: cheaper than the session
+    with session_factory() as session, _Ledger(session.get_bind()) as ledger:
+        # `ledger` records each outcome in short transactions of its own: cheaper than the session
         reclaim_dead_local(session, clock.now())
         close_exhausted(session)
         allowed = 1 if settings.ambiguous_retry == "once" else 0
@@ -232,6 +232,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             if stop is not None and stop.is_set():
                 report.interrupted = True
                 break
+            ledger.commit()     # before the session writes (SQLite: one writer at a time)
             ids = claim_batch(session, worker, lease=lease, editions=editions,
                               subscriber_ids=subscriber_ids, exclude=deferred_now)
             if not ids:
@@ -261,6 +262,7 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             for pos, did in enumerate(ids):
                 if stop is not None and stop.is_set():
                     _cancel(jobs)
+                    ledger.commit()
                     _release(session, worker, ids[pos:])
                     report.interrupted = True
                     return report
@@ -302,9 +304,11 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                         report.errors.append(f"{sub.email}: unconfirmed, not sent again: {result.error}")
                         continue
                 if result.ok:
+                    # committed with the next message's in-flight mark, before that message
                     _finish(ledger, did, worker, status="sent", subject=msg.subject,
-                            unconfirmed=unconfirmed)
+                            unconfirmed=unconfirmed, with_next=True)
                     if sub.consecutive_failures:
+                        ledger.commit()
                         session.connection().execute(stmts.reset_failures, {"sid": sub.id})
                         session.commit()
                         sub.consecutive_failures = 0
@@ -417,11 +421,54 @@ def _statements() -> _Statements:
     return _STATEMENTS
 
 
+class _Ledger:
+    """The send loop's own connection for outcomes. A record made ``later`` is written in the
+    next transaction, just before its statements: a `sent` record rides with the next
+    message's in-flight mark (one commit per message, still before that message goes out)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.pending: list = []
+
+    def __enter__(self) -> "_Ledger":
+        self.conn = self.engine.connect()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.commit()               # a `sent` record still waiting for a next message
+        except Exception as err:
+            if exc is None:
+                raise
+            log.warning("recording the last outcome failed: %s", str(err).splitlines()[0][:200] if str(err) else err)
+        finally:
+            self.conn.close()
+
+    def later(self, statement, params: dict) -> None:
+        self.pending.append((statement, params))
+
+    def execute(self, statement, params: dict):
+        if self.pending:
+            self._write_pending()
+        return self.conn.execute(statement, params)
+
+    def commit(self) -> None:
+        if self.pending:
+            self._write_pending()
+        self.conn.commit()
+
+    def _write_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for statement, params in pending:
+            self.conn.execute(statement, params)
+
+
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,
             subject: str | None = None, retry_at: datetime | None = None,
-            unconfirmed: int) -> None:
-    """Record one digest's outcome and commit (`ledger`: a Connection, not the loop's session).
-    A deferred digest keeps `retry_at` in lease_until: no sender claims it before then."""
+            unconfirmed: int, with_next: bool = False) -> None:
+    """Record one digest's outcome and commit (`ledger`: a _Ledger, not the loop's session);
+    ``with_next``: in the ledger's next transaction instead. A deferred digest keeps `retry_at`
+    in lease_until: no sender claims it before then."""
     sent = status in ("sent", "unconfirmed")
     params: dict = {"did": did, "worker": worker, "status": status, "lease_until": retry_at,
                     "unconfirmed": unconfirmed}
@@ -430,7 +477,11 @@ def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = N
         params.update(sent_at=clock.now(), subject=subject)
     if error is not None:
         params["last_error"] = error[:2000]
-    ledger.execute(_statements().finish[(sent, error is not None)], params)
+    statement = _statements().finish[(sent, error is not None)]
+    if with_next:
+        ledger.later(statement, params)
+        return
+    ledger.execute(statement, params)
     ledger.commit()
 
 

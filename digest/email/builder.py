@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from operator import attrgetter
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ class ContentBuilder:
         self.papers: dict[str, PaperItem] = {}
         self.reasons: dict[tuple[str, str], tuple[float, list[str]]] = {}
         self._shown: dict[tuple[str, str], PaperItem] = {}
+        self._names: dict[str, str] = {}
         self._epoch = uuid.uuid4().hex       # keys of two builders never meet in one renderer
 
     def load(self, session: Session, paper_ids: set[str]) -> None:
@@ -54,28 +56,45 @@ class ContentBuilder:
         item as a shown paper (the web page of a digest shows what the email only counted)."""
         from digest.tokens import digest_url, preferences_url, unsubscribe_url
 
+        # sections in the subscriber's order, each one's items by position: grouped first, so
+        # only the few sections are sorted by the (Python) section key
+        groups: dict[str, list[PlannedItem]] = {}
+        for it in items:
+            group = groups.get(it.section)
+            if group is None:
+                groups[it.section] = [it]
+            else:
+                group.append(it)
+        rank = {tid: i for i, tid in enumerate(dict.fromkeys(order or ()))}
         sections: dict[str, Section] = {}
         shown = self._shown
-        rank = {tid: i for i, tid in enumerate(dict.fromkeys(order or ()))}
-        for it in sorted(items, key=lambda it: _item_order(it, rank)):
-            sec = sections.get(it.section)
-            if sec is None:
-                name = section_name(it.section, self.topic_names)
-                sec = sections[it.section] = Section(topic_id=it.section, name=name, papers=[])
-            if not (it.shown or all_shown):
-                sec.more += 1
-                continue
-            item = shown.get((it.paper_id, it.section))
-            if item is None:
-                base = self.papers.get(it.paper_id)
-                if base is None:
+        names = self._names
+        for sid in sorted(groups, key=lambda sid: section_order(sid, 0, "", rank)):
+            name = names.get(sid)
+            if name is None:
+                name = names[sid] = section_name(sid, self.topic_names)
+            sec = sections[sid] = Section(topic_id=sid, name=name, papers=[])
+            group = groups[sid]
+            if len(group) > 1:
+                group.sort(key=_by_position)
+            for it in group:
+                if not (it.shown or all_shown):
+                    sec.more += 1
                     continue
-                score, matched = self.reasons.get((it.paper_id, it.section), (0.0, []))
-                item = shown[(it.paper_id, it.section)] = PaperItem(
-                    **{**base.__dict__, "matched": matched, "score": score})
-            sec.papers.append(item)
-        key = (self._epoch, tuple([(s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
-                                   for s in sections.values()]))
+                item = shown.get((it.paper_id, sid))
+                if item is None:
+                    base = self.papers.get(it.paper_id)
+                    if base is None:
+                        continue
+                    score, matched = self.reasons.get((it.paper_id, sid), (0.0, []))
+                    item = shown[(it.paper_id, sid)] = PaperItem(
+                        **{**base.__dict__, "matched": matched, "score": score})
+                sec.papers.append(item)
+        keys = []
+        for s in sections.values():
+            s.cache_key = (self._epoch, s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
+            keys.append(s.cache_key)
+        key = (self._epoch, tuple(keys))
         return DigestContent(
             recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
             unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id, recipient.link_secret),
@@ -84,8 +103,7 @@ class ContentBuilder:
             view_url=digest_url(self.settings, digest_id, recipient.link_secret) if digest_id is not None else "")
 
 
-def _item_order(it: PlannedItem, rank: dict[str, int]):
-    return section_order(it.section, it.position, it.paper_id, rank)
+_by_position = attrgetter("position", "paper_id")
 
 
 def section_order(section: str, position: int, paper_id: str, rank: dict[str, int]):

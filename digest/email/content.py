@@ -32,6 +32,9 @@ class Section:
     name: str                     # heading shown in the email
     papers: list[PaperItem]       # shown papers, best first
     more: int = 0                 # papers only counted: "N more in this topic"
+    # Set by builder.ContentBuilder: sections with equal non-None keys render the same
+    # (the renderer caches rendered sections by it).
+    cache_key: tuple | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

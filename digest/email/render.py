@@ -18,6 +18,10 @@ same HTML MRML produces for the full document (``lift_text=False`` does that, fo
 Digests of equal content (same sections, papers, edition, frequency) differ only in the
 recipient's address and links, so a digest is rendered once per content with placeholder words
 in their place (``Slotted``) and filled in per recipient, escaped as the template would have.
+Sections repeat across digests far more than whole digests do, so each section's box (HTML)
+and block (text) is rendered once, at each abstract level it is needed at, and a digest is put
+together from them (``Assembled``): only its head and tail (headline, footer) are its own.
+Every piece is whole lines, so its quoted-printable encoding is computed once as well.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from digest import tokens
 from digest.email.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
 from digest.email.why import why_line
 from digest.email.content import DigestContent, PaperItem
-from digest.email.rendered import Rendered, Slotted
+from digest.email.rendered import Assembled, Rendered, Slotted
 from digest.plan import ASK
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -56,13 +60,34 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 class _Shared:
-    """A digest rendered once for one content, with recipient slots."""
+    """A digest rendered once for one content, with recipient slots: its parts per shrink
+    step, built when a recipient needs them: HTML per (abstract level, papers per section),
+    text per papers per section (None: no cap). A part that cannot be assembled is None."""
 
-    __slots__ = ("subject", "preheader", "html", "text", "weight")
+    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight")
 
-    def __init__(self, subject: str, preheader: str, html: Slotted, text: Slotted):
-        self.subject, self.preheader, self.html, self.text = subject, preheader, html, text
-        self.weight = 2 * (html.nbytes + text.nbytes) + 1024     # text plus its encoding, roughly
+    def __init__(self, view: "DigestView"):
+        self.view, self.subject, self.preheader = view, view.subject, view.preheader
+        self.html: dict = {}
+        self.text: dict = {}
+        # each part without its sections (the same at every shrink step): "html"/"text" ->
+        # [head, None, between, None, ..., tail], None where a section goes
+        self.frames: dict = {}
+        # its own pieces (head and tail) and their encodings, roughly; sections are counted
+        # in the section cache
+        self.weight = 1024
+
+
+class _SectionEntry:
+    """One section as the renderer shows it, cached across digests: its papers, and its
+    rendered box (HTML, per abstract level and with/without a web page) and text block."""
+
+    __slots__ = ("name", "anchor", "question", "extra", "papers", "html", "text")
+
+    def __init__(self, name: str, anchor: str, question: bool, extra: int, papers: list):
+        self.name, self.anchor, self.question, self.extra, self.papers = name, anchor, question, extra, papers
+        self.html: dict = {}
+        self.text: dict = {}
 
 
 @dataclass(slots=True)
@@ -103,6 +128,9 @@ class SectionView:
     more: int = 0
     papers_html: Markup = Markup("")                       # the shown papers, rendered
     papers_text: list[str] = field(default_factory=list)
+    body: Markup = Markup("")                              # the section's box, rendered
+    body_text: str = ""
+    entry: _SectionEntry | None = None
 
     @property
     def count(self) -> int:
@@ -142,6 +170,12 @@ class DigestView:
     hidden_papers: int = 0
     papers_chars: int = 0      # characters / extra UTF-8 bytes of the rendered papers (HTML)
     papers_extra: int = 0
+
+
+def _shown(s: SectionView) -> int | None:
+    """How many of the section's papers a shrink step shows (None: all)."""
+    n = len(s.papers)
+    return n if n < len(s.all_papers) else None
 
 
 def _cut(value, limit: int) -> str:
@@ -230,14 +264,16 @@ class Renderer:
 
     Papers recur across the digests of one edition, so each paper's view and rendered
     fragments (HTML and text, per abstract level) are cached, keyed by the paper's displayed
-    fields; the compiled MJML layout is cached per layout; whole digests are cached per content
-    (least recently used first out, bounded in bytes), with the recipient's address and links
-    as slots. Not thread-safe: use one Renderer per thread or process.
+    fields; the compiled MJML layout is cached per layout; sections (their rendered box and
+    text block per shrink step) and whole digests are cached per content (least recently used
+    first out, each cache bounded in bytes), with the recipient's address and links as slots.
+    Not thread-safe: use one Renderer per thread or process.
     """
 
     PAPER_CACHE_MAX = 8192
     LAYOUT_CACHE_MAX = 512
-    CONTENT_CACHE_BYTES = 64 << 20
+    CONTENT_CACHE_BYTES = 48 << 20
+    SECTION_CACHE_BYTES = 96 << 20
 
     def __init__(self, settings, *, lift_text: bool = True, cache: bool = True):
         self.settings = settings
@@ -257,6 +293,8 @@ class Renderer:
         self.text_template = self.env.get_template(TEXT_TEMPLATE)
         self._html_macro = self.html_template.module.paper
         self._text_macro = self.text_template.module.paper
+        self._html_box = self.html_template.module.section
+        self._text_box = self.text_template.module.section
         name, _ = parseaddr(settings.from_addr)
         self.sender = clean_text(name, 60) or "Paper Digest"
         self._token = f"mjlift{secrets.token_hex(6)}x"   # a plain word MRML copies as is
@@ -268,6 +306,11 @@ class Renderer:
         self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(4))
         self._contents: dict[tuple, _Shared | None] = {}
         self._contents_weight = 0
+        # a section's place in a digest rendered with its body left out (a plain word)
+        self._sec_token = f"pdsec{secrets.token_hex(8)}x"
+        self._sections: dict[tuple, _SectionEntry] = {}
+        self._sections_weight = 0
+        self._between: dict[str, Slotted] = {}            # the layout between two sections
 
     # -- public API ---------------------------------------------------------------------------
     def render(self, content: DigestContent) -> Rendered:
@@ -327,24 +370,191 @@ class Renderer:
                     self._remember(key, shared)
                 if shared is not None:
                     html_values = tuple([str(escape(v)) for v in values])
-                    if shared.html.size(html_values) < self.max_html_bytes:
-                        return Rendered(shared.subject, shared.html, shared.text, shared.preheader,
+                    picked = self._pick(shared, html_values)
+                    if picked is not None:
+                        html, text = picked
+                        return Rendered(shared.subject, html, text, shared.preheader,
                                         html_values=html_values, text_values=values)
-        # not cacheable, or too big at full detail for this recipient: shrink with real values
+        # not cacheable, or fewer sections needed for this recipient: shrink with real values
         return self._render_within_budget(self._view(content, nothing_new=nothing_new, recipient=values))
 
-    def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
-        """The digest at full detail with recipient slots; None when it is over the budget
-        whatever the recipient (it then takes the shrinking path every time)."""
-        view = self._view(content, nothing_new=nothing_new, recipient=self._slots)
-        self._apply(view, None, None)
-        html, _ = self._render_html(view, 0)
-        html_part = Slotted(html, self._slot_prefix, len(self._slots))
-        if html_part.size(("",) * len(self._slots)) >= self.max_html_bytes:
+    def _pick(self, shared: _Shared, html_values: tuple[str, ...]):
+        """The shrink step _render_within_budget would take for these recipient values, from
+        the shared parts: (html, text), or None when it is not one they cover."""
+        budget = self.max_html_bytes
+        size, html, level = 0, None, 0
+        for level in range(len(ABSTRACT_LEVELS)):
+            html = self._shared_part(shared, level, None)
+            if html is None:
+                return None
+            size = html.size(html_values)
+            if size < budget:
+                return html, shared.text[None]
+        cap = max((len(s.all_papers) for s in shared.view.all_sections), default=0)
+        while size >= budget and cap > 0:
+            cap = max(0, min(cap - 1, int(cap * budget * 0.9 / size)))
+            html = self._shared_part(shared, level, cap)
+            if html is None:
+                return None
+            size = html.size(html_values)
+        if size >= budget:
             return None
-        self._fill(view, 0, text=True)
-        text_part = Slotted(self.text_template.render(v=view), self._slot_prefix, len(self._slots))
-        return _Shared(view.subject, view.preheader, html_part, text_part)
+        return html, self._shared_part(shared, None, cap)
+
+    def _shared_part(self, shared: _Shared, level: int | None, cap: int | None) -> Assembled | None:
+        """HTML at ``level`` (text when None) with at most ``cap`` papers per section."""
+        parts, key = (shared.text, cap) if level is None else (shared.html, (level, cap))
+        try:
+            return parts[key]
+        except KeyError:
+            pass
+        self._apply(shared.view, cap, None)
+        part = parts[key] = self._assemble_text(shared) if level is None else self._assemble_html(shared, level)
+        return part
+
+    def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
+        """The digest with recipient slots: its view and text part (HTML per level on demand);
+        None when it cannot be put together from pieces (it takes the direct path)."""
+        shared = _Shared(self._view(content, nothing_new=nothing_new, recipient=self._slots))
+        return shared if self._shared_part(shared, None, None) is not None else None
+
+    # -- sections and assembly ---------------------------------------------------------------------
+    def _section_key(self, sec, builder_items: bool):
+        own = getattr(sec, "cache_key", None)
+        try:
+            if own is not None and builder_items:
+                key = ("k", own)
+            else:
+                more = sec.more if type(sec.more) is int else 0
+                key = ("c", _cut(sec.name, SECTION_NAME_MAX), section_anchor(sec.topic_id),
+                       str(sec.topic_id).startswith(ASK), more, tuple([_paper_key(p) for p in sec.papers or ()]))
+            hash(key)
+        except (TypeError, AttributeError):      # hostile, unhashable field values
+            return None
+        return key
+
+    def _section(self, sec, paper, builder_items: bool) -> _SectionEntry:
+        key = self._section_key(sec, builder_items) if self.cache else None
+        if key is not None:
+            entry = self._sections.pop(key, None)
+            if entry is not None:
+                self._sections[key] = entry                      # most recently used last
+                return entry
+        extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
+        entry = _SectionEntry(clean_text(sec.name, SECTION_NAME_MAX), section_anchor(sec.topic_id),
+                              str(sec.topic_id).startswith(ASK), extra, [paper(p) for p in sec.papers or ()])
+        if key is not None:
+            self._sections[key] = entry
+            self._weigh_sections(256)
+        return entry
+
+    def _weigh_sections(self, weight: int) -> None:
+        self._sections_weight += weight
+        sections = self._sections
+        while sections and self._sections_weight > self.SECTION_CACHE_BYTES:
+            old = sections.pop(next(iter(sections)))
+            self._sections_weight -= 256 + sum(2 * x.nbytes for x in (*old.html.values(), *old.text.values()))
+
+    def _section_html(self, view: DigestView, s: SectionView, level: int) -> Slotted | None:
+        """The section's box at ``level`` with the web page slot, whole lines (without the
+        leading newline the template gives it); cached on its entry. None: not whole lines."""
+        key = (level, view.has_view, _shown(s))
+        entry = s.entry
+        part = entry.html.get(key) if entry is not None else None
+        if part is None:
+            s.papers_html = Markup("\n".join([self._paper_html(p, level) for p in s.papers]))
+            body = str(self._html_box(view, s))
+            s.papers_html = Markup("")           # the view may live on in the content cache
+            if not (body.startswith("\n") and body.endswith("\n")):
+                return None
+            part = Slotted(body[1:], self._slot_prefix, len(self._slots))
+            if entry is not None:
+                entry.html[key] = part
+                self._weigh_sections(2 * part.nbytes)
+        return part
+
+    def _section_text(self, view: DigestView, s: SectionView) -> Slotted | None:
+        entry = s.entry
+        key = (view.has_view, _shown(s))
+        part = entry.text.get(key) if entry is not None else None
+        if part is None:
+            s.papers_text = [self._paper_text(p, 0) for p in s.papers]
+            body = self._text_box(view, s)
+            s.papers_text = []
+            if not body.endswith("\n"):
+                return None
+            part = Slotted(body, self._slot_prefix, len(self._slots))
+            if entry is not None:
+                entry.text[key] = part
+                self._weigh_sections(2 * part.nbytes)
+        return part
+
+    def _frame(self, whole: str, n_sections: int, lead: str) -> list | None:
+        """``whole`` (a part rendered with each section's body replaced by the section token)
+        as pieces of whole lines, None where a section goes; ``lead``: what each body started
+        with before it was cut off (it ends the line before it). None: not whole lines."""
+        parts = whole.split(self._sec_token)
+        if len(parts) != n_sections + 1:
+            return None
+        frame: list = []
+        between = self._between
+        for i, text in enumerate(parts[:-1]):
+            text += lead
+            if text:
+                if not text.endswith("\n"):
+                    return None
+                if i == 0:
+                    frame.append(Slotted(text, self._slot_prefix, len(self._slots)))
+                else:                            # the same layout for every section: encoded once
+                    piece = between.get(text)
+                    if piece is None:
+                        if len(between) >= 64:
+                            between.clear()
+                        piece = between[text] = Slotted(text, self._slot_prefix, len(self._slots))
+                    frame.append(piece)
+            frame.append(None)
+        frame.append(Slotted(parts[-1], self._slot_prefix, len(self._slots)))
+        return frame
+
+    def _put_together(self, shared: _Shared, which: str, bodies: list) -> Assembled | None:
+        frame = shared.frames.get(which)
+        if frame is None:
+            view = shared.view
+            for s in view.sections:
+                if which == "html":
+                    s.body = Markup(self._sec_token)
+                else:
+                    s.body_text = self._sec_token
+            if which == "html":
+                whole, _, _ = self._compile(self.html_template.render(v=view))
+            else:
+                whole = self.text_template.render(v=view)
+            frame = shared.frames[which] = self._frame(whole, len(view.sections), "\n" if which == "html" else "")
+            if frame is None:
+                return None
+            weight = 2 * sum([p.nbytes for p in (frame[0], frame[-1]) if p is not None])  # own head, tail
+            shared.weight += weight
+            self._contents_weight += weight
+        it = iter(bodies)
+        return Assembled([next(it) if piece is None else piece for piece in frame])
+
+    def _assemble_html(self, shared: _Shared, level: int) -> Assembled | None:
+        view, bodies = shared.view, []
+        for s in view.sections:
+            body = self._section_html(view, s, level)
+            if body is None:
+                return None
+            bodies.append(body)
+        return self._put_together(shared, "html", bodies)
+
+    def _assemble_text(self, shared: _Shared) -> Assembled | None:
+        view, bodies = shared.view, []
+        for s in view.sections:
+            body = self._section_text(view, s)
+            if body is None:
+                return None
+            bodies.append(body)
+        return self._put_together(shared, "text", bodies)
 
     def _remember(self, key: tuple, shared: _Shared | None) -> None:
         contents = self._contents
@@ -436,6 +646,7 @@ class Renderer:
             paper_text = self._paper_text
             for s in view.sections:
                 s.papers_text = [paper_text(p, level) for p in s.papers]
+                s.body_text = self._text_box(view, s)
         else:
             paper_html = self._paper_html
             chars = extra = 0
@@ -444,6 +655,7 @@ class Renderer:
                 s.papers_html = Markup("\n".join([paper_html(p, level) for p in s.papers]))
                 chars += len(s.papers_html)
                 extra += sum([p.extra[level] for p in s.papers])
+                s.body = self._html_box(view, s)
             view.papers_chars, view.papers_extra = chars, extra
 
     def _render_html(self, view: DigestView, level: int) -> tuple[str, int]:
@@ -504,20 +716,19 @@ class Renderer:
     def _view(self, content: DigestContent, *, nothing_new: bool, recipient: tuple[str, ...]) -> DigestView:
         sections: list[SectionView] = []
         named: list[str] = []
-        paper = self._shared_paper if self.cache and getattr(content, "cache_key", None) is not None else self._paper
+        builder_items = self.cache and getattr(content, "cache_key", None) is not None
+        paper = self._shared_paper if builder_items else self._paper
         for sec in content.sections:
-            name = clean_text(sec.name, SECTION_NAME_MAX)
-            if name:
-                named.append(name)
             if nothing_new:
+                name = clean_text(sec.name, SECTION_NAME_MAX)
+                if name:
+                    named.append(name)
                 continue
-            extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
-            question = str(sec.topic_id).startswith(ASK)
-            if question and name:
-                named.pop()
-            sections.append(SectionView(name=name or "Papers",
-                                        all_papers=[paper(p) for p in sec.papers or ()],
-                                        extra=extra, anchor=section_anchor(sec.topic_id), question=question))
+            e = self._section(sec, paper, builder_items)
+            if e.name and not e.question:
+                named.append(e.name)
+            sections.append(SectionView(name=e.name or "Papers", all_papers=e.papers, extra=e.extra,
+                                        anchor=e.anchor, question=e.question, entry=e))
         sections = [s for s in sections if s.count > 0]
         counted = [s for s in sections if not s.question]  # headline and subject: not the questions
         total = sum(s.count for s in counted)

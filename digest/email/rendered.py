@@ -79,6 +79,27 @@ class Slotted:
         return b"".join(out)
 
 
+class Assembled:
+    """One part put together from pieces of whole lines (Slotted; all but the last end with a
+    newline): rendered sections shared by many digests, and the digest's own head and tail.
+    QP is line-local, so the part's encoding is the pieces' encodings (each cached) joined."""
+
+    __slots__ = ("pieces", "nbytes")
+
+    def __init__(self, pieces: list):
+        self.pieces = pieces
+        self.nbytes = sum(p.nbytes for p in pieces)
+
+    def size(self, values: tuple[str, ...]) -> int:
+        return sum([p.size(values) for p in self.pieces])
+
+    def fill(self, values: tuple[str, ...]) -> str:
+        return "".join([p.fill(values) for p in self.pieces])
+
+    def encoded(self, values: tuple[str, ...], encode) -> bytes:
+        return b"".join([p.encoded(values, encode) for p in self.pieces])
+
+
 def _whole_lines(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -96,7 +117,7 @@ class Rendered:
                  html_values: tuple[str, ...] = (), text_values: tuple[str, ...] = ()):
         self.subject = subject
         self.preheader = preheader
-        self._html = html                # str, or a Slotted filled with html_values
+        self._html = html                # str, or a Slotted/Assembled filled with html_values
         self._text = text
         self._html_values = html_values
         self._text_values = text_values
