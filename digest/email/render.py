@@ -35,6 +35,7 @@ from digest.email.display import URL_MAX, clean_text, format_date, safe_url, tri
 from digest.email.why import why_line
 from digest.email.content import DigestContent, PaperItem
 from digest.email.rendered import Rendered, Slotted
+from digest.email.vote_links import labels as vote_labels, votable, vote_query
 from digest.plan import ASK
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -99,6 +100,8 @@ class SectionView:
     extra: int                 # Section.more
     anchor: str = "papers"     # the section's id on the digest's web page (#t-{anchor})
     question: bool = False     # an "Is this <topic>?" section (digest.plan.add_questions): not counted
+    topic_id: str = ""         # the section id the vote links name
+    paper_ids: list[str] = field(default_factory=list)     # of all_papers, for the vote links
     papers: list[_Paper] = field(default_factory=list)
     more: int = 0
     papers_html: Markup = Markup("")                       # the shown papers, rendered
@@ -306,8 +309,8 @@ class Renderer:
                 key = ("k", *head, own)
             else:
                 key = ("c", *head, tuple([
-                    (_cut(s.name, SECTION_NAME_MAX), section_anchor(s.topic_id), s.more if type(s.more) is int else 0,
-                     tuple([_paper_key(p) for p in s.papers or ()]))
+                    (_cut(s.name, SECTION_NAME_MAX), str(s.topic_id), s.more if type(s.more) is int else 0,
+                     tuple([(str(p.paper_id), _paper_key(p)) for p in s.papers or ()]))
                     for s in content.sections]))
             hash(key)
         except (TypeError, AttributeError):      # hostile, unhashable field values
@@ -432,19 +435,36 @@ class Renderer:
     # -- budget ------------------------------------------------------------------------------------
     def _fill(self, view: DigestView, level: int, *, text: bool) -> None:
         """Put the rendered papers (HTML or text, at abstract level ``level``) on the sections."""
+        votes = view.has_view and not view.nothing_new     # the links go to the digest's page
         if text:
             paper_text = self._paper_text
             for s in view.sections:
                 s.papers_text = [paper_text(p, level) for p in s.papers]
+                if votes and votable(s.topic_id):
+                    s.papers_text = [t + "\n" + self._votes(view.view_url, pid, s.topic_id, text=True)
+                                     for t, pid in zip(s.papers_text, s.paper_ids)]
         else:
             paper_html = self._paper_html
             chars = extra = 0
             for s in view.sections:
                 # one paper per line: the message encodes (QP) each line once for all digests
-                s.papers_html = Markup("\n".join([paper_html(p, level) for p in s.papers]))
+                papers = [paper_html(p, level) for p in s.papers]
+                if votes and votable(s.topic_id):
+                    # the vote links hold the recipient's page URL: a line of their own inside the
+                    # paper's block, so the paper's line stays shared by every recipient
+                    papers = [str(h)[:-6] + "\n" + self._votes(view.view_url, pid, s.topic_id, text=False) + "\n</div>"
+                              for h, pid in zip(papers, s.paper_ids)]
+                s.papers_html = Markup("\n".join(papers))
                 chars += len(s.papers_html)
                 extra += sum([p.extra[level] for p in s.papers])
             view.papers_chars, view.papers_extra = chars, extra
+
+    def _votes(self, view_url: str, paper_id: str, section: str, *, text: bool) -> str:
+        """The "Relevant" / "Not for me" links of one paper (the template's `votes` macro)."""
+        urls = (view_url + vote_query(paper_id, section, True), view_url + vote_query(paper_id, section, False))
+        if text:
+            return self.text_template.module.votes(vote_labels(section), urls)
+        return str(self.html_template.module.votes(vote_labels(section), urls))
 
     def _render_html(self, view: DigestView, level: int) -> tuple[str, int]:
         self._fill(view, level, text=False)
@@ -517,7 +537,8 @@ class Renderer:
                 named.pop()
             sections.append(SectionView(name=name or "Papers",
                                         all_papers=[paper(p) for p in sec.papers or ()],
-                                        extra=extra, anchor=section_anchor(sec.topic_id), question=question))
+                                        extra=extra, anchor=section_anchor(sec.topic_id), question=question,
+                                        topic_id=str(sec.topic_id), paper_ids=[str(p.paper_id) for p in sec.papers or ()]))
         sections = [s for s in sections if s.count > 0]
         counted = [s for s in sections if not s.question]  # headline and subject: not the questions
         total = sum(s.count for s in counted)
