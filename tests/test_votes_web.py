@@ -66,7 +66,7 @@ def mail_to(sink, address: str, n: int = 1):
 def vote_links(html: str) -> dict[tuple[str, str], str]:
     """(paper id, label) -> URL of every vote link in the email's HTML."""
     out = {}
-    for href, label in re.findall(r'<a href="([^"]+\?vote=[^"]+)"[^>]*>([^<]+)</a>', html):
+    for href, label in re.findall(r'\shref="([^"]+\?vote=[^"]+)"[^>]*>([^<]+)</a>', html):
         url = htmlmod.unescape(href)
         out[(parse_qs(urlsplit(url).query)["vote"][0], label)] = url
     return out

@@ -450,9 +450,8 @@ class Renderer:
                 # one paper per line: the message encodes (QP) each line once for all digests
                 papers = [paper_html(p, level) for p in s.papers]
                 if votes and votable(s.topic_id):
-                    # the vote links hold the recipient's page URL: a line of their own inside the
-                    # paper's block, so the paper's line stays shared by every recipient
-                    papers = [str(h)[:-6] + "\n" + self._votes(view.view_url, pid, s.topic_id, text=False) + "\n</div>"
+                    # inside the paper's block; only their URLs' line is per recipient (see the macro)
+                    papers = [str(h)[:-6] + self._votes(view.view_url, pid, s.topic_id, text=False) + "</div>"
                               for h, pid in zip(papers, s.paper_ids)]
                 s.papers_html = Markup("\n".join(papers))
                 chars += len(s.papers_html)
