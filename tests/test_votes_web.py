@@ -221,3 +221,41 @@ def test_vote_links_keep_the_render_shared_between_readers(settings):
     assert "   Yes: https://digest.example.org/digest/" + "A" * 60 + "?vote=2611.30000" in one.text
     # without a web page (previews) there is nowhere to vote
     assert "?vote=" not in r.render(realistic(4)).html
+
+
+def test_a_question_is_answered_yes_for_its_topic(live):
+    """A paper asked about ("Is this <topic>?", section ask:<topic>) gets Yes / No; Yes is a
+    relevant vote on <topic> itself; the thank-you shows only for a stored vote."""
+    s, url = live
+    now = app_clock.now()
+    with session_scope(s) as session:
+        add_paper(session, "2611.00700", title="Counting cells in microscopy", seen=now - timedelta(hours=2))
+        sub = add_subscriber(session, "ada@example.org", ["medical-segmentation"])
+        digest = Digest(subscriber_id=sub.id, edition=now.date(), status="sent", planned_at=now, sent_at=now)
+        session.add(digest)
+        session.flush()
+        session.add(DigestItem(digest_id=digest.id, paper_id="2611.00700", subscriber_id=sub.id,
+                               section="ask:medical-segmentation", position=0, shown=True))
+        sid, view = sub.id, tokens.digest_url(s, digest.id, sub.link_secret)
+    with httpx.Client(timeout=20) as c:
+        page = c.get(view)
+        assert page.status_code == 200 and 'aria-label="Yes: Counting cells in microscopy"' in page.text
+        assert 'aria-label="No: Counting cells in microscopy"' in page.text and 'aria-pressed="true"' not in page.text
+        noted = view + "?noted=2611.00700&topic=ask%3Amedical-segmentation#vote"
+        assert "Thanks, noted" not in c.get(noted).text          # no vote stored: no thanks
+        ask = c.get(view + vote_query("2611.00700", "ask:medical-segmentation", True))
+        assert "Mark <b dir=\"auto\">Counting cells in microscopy</b> as relevant to Medical image segmentation?" \
+            in ask.text and votes(s) == []
+        r = c.post(view, data={"csrf_token": CSRF_RE.search(ask.text).group(1), "paper": "2611.00700",
+                               "topic": "ask:medical-segmentation", "v": "yes"})
+        assert r.status_code == 303 and r.headers["location"].endswith(
+            "?noted=2611.00700&topic=ask%3Amedical-segmentation#vote")
+        assert votes(s) == [(sid, "2611.00700", "medical-segmentation", True)]
+        after = c.get(noted)
+        assert "Thanks, noted: relevant to Medical image segmentation." in after.text
+        assert after.headers["cache-control"] == "no-store"
+        # the plain page: the vote pressed, and its ETag changes with the vote
+        plain = c.get(view)
+        assert 'value="yes" aria-pressed="true"' in plain.text
+        assert c.get(view, headers={"If-None-Match": plain.headers["etag"]}).status_code == 304
+        assert c.get(view, headers={"If-None-Match": page.headers["etag"]}).status_code == 200

@@ -14,6 +14,9 @@ Routes:
     GET  /unsubscribe/{token}       the footer link: a page with a button
     POST /unsubscribe/{token}       the button (with CSRF), or `List-Unsubscribe=One-Click`
 
+and the reading pages of digest/web/pages.py (a digest's page, whose vote buttons POST with
+the same CSRF tokens, given to it as ``Forms``; topic pages and feeds).
+
 Security: links carry HMAC tokens bound to purpose, subscriber id and the subscriber's random
 link secret (digest/tokens.py), so a deleted, re-created or rotated subscriber's links die;
 confirm tokens expire and are bound to the request they answer. Coming back after an
