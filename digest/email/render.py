@@ -441,7 +441,7 @@ class Renderer:
             for s in view.sections:
                 s.papers_text = [paper_text(p, level) for p in s.papers]
                 if votes and votable(s.topic_id):
-                    s.papers_text = [t + "\n" + self._votes(view.view_url, pid, s.topic_id, text=True)
+                    s.papers_text = [t.rstrip("\n") + "\n\n" + self._votes(view.view_url, pid, s.topic_id, text=True)
                                      for t, pid in zip(s.papers_text, s.paper_ids)]
         else:
             paper_html = self._paper_html
