@@ -219,6 +219,8 @@ def test_vote_links_keep_the_render_shared_between_readers(settings):
     assert links[("2611.30000", "No")].endswith("?vote=2611.30000&topic=ask%3Avlm&v=no#vote")
     assert not any(p == "2611.20000" for p, _ in links)
     assert "   Yes: https://digest.example.org/digest/" + "A" * 60 + "?vote=2611.30000" in one.text
+    # hostile ids are URL-encoded, and the HTML escapes the rest
+    assert vote_query('a&b"<x>', "t#1", True) == "?vote=a%26b%22%3Cx%3E&topic=t%231&v=yes#vote"
     # without a web page (previews) there is nowhere to vote
     assert "?vote=" not in r.render(realistic(4)).html
 
