@@ -39,6 +39,7 @@ from digest.email.display import URL_MAX, clean_text, format_date, safe_url, tri
 from digest.email.why import why_line
 from digest.email.content import DigestContent, PaperItem
 from digest.email.rendered import Assembled, Rendered, Slotted
+from digest.email.vote_links import labels as vote_labels, votable, vote_query
 from digest.plan import ASK
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -82,10 +83,12 @@ class _SectionEntry:
     """One section as the renderer shows it, cached across digests: its papers, and its
     rendered box (HTML, per abstract level and with/without a web page) and text block."""
 
-    __slots__ = ("name", "anchor", "question", "extra", "papers", "html", "text")
+    __slots__ = ("name", "anchor", "question", "extra", "papers", "html", "text", "topic_id", "paper_ids")
 
-    def __init__(self, name: str, anchor: str, question: bool, extra: int, papers: list):
+    def __init__(self, name: str, anchor: str, question: bool, extra: int, papers: list,
+                 topic_id: str = "", paper_ids: list | None = None):
         self.name, self.anchor, self.question, self.extra, self.papers = name, anchor, question, extra, papers
+        self.topic_id, self.paper_ids = topic_id, paper_ids or []   # what the vote links name
         self.html: dict = {}
         self.text: dict = {}
 
@@ -124,6 +127,8 @@ class SectionView:
     extra: int                 # Section.more
     anchor: str = "papers"     # the section's id on the digest's web page (#t-{anchor})
     question: bool = False     # an "Is this <topic>?" section (digest.plan.add_questions): not counted
+    topic_id: str = ""         # the section id the vote links name
+    paper_ids: list[str] = field(default_factory=list)     # of all_papers, for the vote links
     papers: list[_Paper] = field(default_factory=list)
     more: int = 0
     papers_html: Markup = Markup("")                       # the shown papers, rendered
@@ -349,8 +354,8 @@ class Renderer:
                 key = ("k", *head, own)
             else:
                 key = ("c", *head, tuple([
-                    (_cut(s.name, SECTION_NAME_MAX), section_anchor(s.topic_id), s.more if type(s.more) is int else 0,
-                     tuple([_paper_key(p) for p in s.papers or ()]))
+                    (_cut(s.name, SECTION_NAME_MAX), str(s.topic_id), s.more if type(s.more) is int else 0,
+                     tuple([(str(p.paper_id), _paper_key(p)) for p in s.papers or ()]))
                     for s in content.sections]))
             hash(key)
         except (TypeError, AttributeError):      # hostile, unhashable field values
@@ -426,8 +431,8 @@ class Renderer:
                 key = ("k", own)
             else:
                 more = sec.more if type(sec.more) is int else 0
-                key = ("c", _cut(sec.name, SECTION_NAME_MAX), section_anchor(sec.topic_id),
-                       str(sec.topic_id).startswith(ASK), more, tuple([_paper_key(p) for p in sec.papers or ()]))
+                key = ("c", _cut(sec.name, SECTION_NAME_MAX), str(sec.topic_id), more,
+                       tuple([(str(p.paper_id), _paper_key(p)) for p in sec.papers or ()]))
             hash(key)
         except (TypeError, AttributeError):      # hostile, unhashable field values
             return None
@@ -442,7 +447,8 @@ class Renderer:
                 return entry
         extra = sec.more if type(sec.more) is int and sec.more > 0 else 0
         entry = _SectionEntry(clean_text(sec.name, SECTION_NAME_MAX), section_anchor(sec.topic_id),
-                              str(sec.topic_id).startswith(ASK), extra, [paper(p) for p in sec.papers or ()])
+                              str(sec.topic_id).startswith(ASK), extra, [paper(p) for p in sec.papers or ()],
+                              str(sec.topic_id), [str(p.paper_id) for p in sec.papers or ()])
         if key is not None:
             self._sections[key] = entry
             self._weigh_sections(256)
@@ -462,7 +468,7 @@ class Renderer:
         entry = s.entry
         part = entry.html.get(key) if entry is not None else None
         if part is None:
-            s.papers_html = Markup("\n".join([self._paper_html(p, level) for p in s.papers]))
+            s.papers_html = self._papers_html(view, s, level)
             body = str(self._html_box(view, s))
             s.papers_html = Markup("")           # the view may live on in the content cache
             if not (body.startswith("\n") and body.endswith("\n")):
@@ -478,7 +484,7 @@ class Renderer:
         key = (view.has_view, _shown(s))
         part = entry.text.get(key) if entry is not None else None
         if part is None:
-            s.papers_text = [self._paper_text(p, 0) for p in s.papers]
+            s.papers_text = self._papers_text(view, s, 0)
             body = self._text_box(view, s)
             s.papers_text = []
             if not body.endswith("\n"):
@@ -643,20 +649,41 @@ class Renderer:
     def _fill(self, view: DigestView, level: int, *, text: bool) -> None:
         """Put the rendered papers (HTML or text, at abstract level ``level``) on the sections."""
         if text:
-            paper_text = self._paper_text
             for s in view.sections:
-                s.papers_text = [paper_text(p, level) for p in s.papers]
+                s.papers_text = self._papers_text(view, s, level)
                 s.body_text = self._text_box(view, s)
         else:
-            paper_html = self._paper_html
             chars = extra = 0
             for s in view.sections:
-                # one paper per line: the message encodes (QP) each line once for all digests
-                s.papers_html = Markup("\n".join([paper_html(p, level) for p in s.papers]))
+                s.papers_html = self._papers_html(view, s, level)
                 chars += len(s.papers_html)
                 extra += sum([p.extra[level] for p in s.papers])
                 s.body = self._html_box(view, s)
             view.papers_chars, view.papers_extra = chars, extra
+
+    def _papers_html(self, view: DigestView, s: SectionView, level: int) -> Markup:
+        """The section's shown papers, one per line (the message encodes (QP) each line once for
+        all digests), each with its vote links when the digest has a web page."""
+        papers = [self._paper_html(p, level) for p in s.papers]
+        if view.has_view and not view.nothing_new and votable(s.topic_id):
+            # inside the paper's block; only their URLs' line is per recipient (see the macro)
+            papers = [str(h)[:-6] + self._votes(view.view_url, pid, s.topic_id, text=False) + "</div>"
+                      for h, pid in zip(papers, s.paper_ids)]
+        return Markup("\n".join(papers))
+
+    def _papers_text(self, view: DigestView, s: SectionView, level: int) -> list[str]:
+        texts = [self._paper_text(p, level) for p in s.papers]
+        if view.has_view and not view.nothing_new and votable(s.topic_id):
+            texts = [t.rstrip("\n") + "\n\n" + self._votes(view.view_url, pid, s.topic_id, text=True)
+                     for t, pid in zip(texts, s.paper_ids)]
+        return texts
+
+    def _votes(self, view_url: str, paper_id: str, section: str, *, text: bool) -> str:
+        """The "Relevant" / "Not for me" links of one paper (the template's `votes` macro)."""
+        urls = (view_url + vote_query(paper_id, section, True), view_url + vote_query(paper_id, section, False))
+        if text:
+            return self.text_template.module.votes(vote_labels(section), urls)
+        return str(self.html_template.module.votes(vote_labels(section), urls))
 
     def _render_html(self, view: DigestView, level: int) -> tuple[str, int]:
         self._fill(view, level, text=False)
@@ -728,7 +755,8 @@ class Renderer:
             if e.name and not e.question:
                 named.append(e.name)
             sections.append(SectionView(name=e.name or "Papers", all_papers=e.papers, extra=e.extra,
-                                        anchor=e.anchor, question=e.question, entry=e))
+                                        anchor=e.anchor, question=e.question, entry=e,
+                                        topic_id=e.topic_id, paper_ids=e.paper_ids))
         sections = [s for s in sections if s.count > 0]
         counted = [s for s in sections if not s.question]  # headline and subject: not the questions
         total = sum(s.count for s in counted)

@@ -14,6 +14,9 @@ Routes:
     GET  /unsubscribe/{token}       the footer link: a page with a button
     POST /unsubscribe/{token}       the button (with CSRF), or `List-Unsubscribe=One-Click`
 
+and the reading pages of digest/web/pages.py (a digest's page, whose vote buttons POST with
+the same CSRF tokens, given to it as ``Forms``; topic pages and feeds).
+
 Security: links carry HMAC tokens bound to purpose, subscriber id and the subscriber's random
 link secret (digest/tokens.py), so a deleted, re-created or rotated subscriber's links die;
 confirm tokens expire and are bound to the request they answer. Coming back after an
@@ -34,6 +37,7 @@ import secrets
 from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import Callable
 from zoneinfo import available_timezones
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -140,6 +144,17 @@ def timezone_names() -> tuple[str, ...]:
 
 
 @dataclass
+class Forms:
+    """What the reading pages need to carry forms (digest/web/pages.py): the CSRF field name,
+    ``token(request) -> (token, new cookie or None)``, ``set_cookie(response, new cookie)`` and
+    ``await check(request) -> (form, ok)``."""
+    field: str
+    token: Callable
+    set_cookie: Callable
+    check: Callable
+
+
+@dataclass
 class TopicChoice:
     id: str
     name: str
@@ -180,17 +195,25 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
         return hmac.new(settings.secret_key.encode("utf-8"), b"csrf\x00" + cookie.encode("ascii", "replace"),
                         hashlib.sha256).hexdigest()
 
-    def page(request: Request, template: str, status: int = 200, *, token_page: bool = False, **ctx) -> HTMLResponse:
+    def csrf_token(request: Request) -> tuple[str, str | None]:
+        """The CSRF token a form on this response carries, and the new cookie to set (or None)."""
         cookie = request.cookies.get(CSRF_COOKIE) or ""
         new_cookie = None
         if len(cookie) < 32 or len(cookie) > 64 or not cookie.isascii():
             cookie = new_cookie = secrets.token_urlsafe(32)
-        html = env.get_template(template).render(csrf_token=csrf_for(cookie), csrf_field=CSRF_FIELD,
+        return csrf_for(cookie), new_cookie
+
+    def set_csrf_cookie(response: Response, new_cookie: str | None) -> None:
+        if new_cookie:
+            response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="lax", secure=secure_cookie, path="/")
+
+    def page(request: Request, template: str, status: int = 200, *, token_page: bool = False, **ctx) -> HTMLResponse:
+        token, new_cookie = csrf_token(request)
+        html = env.get_template(template).render(csrf_token=token, csrf_field=CSRF_FIELD,
                                                  site_name=sender_name, **ctx)
         response = HTMLResponse(html, status_code=status)
         response.headers["Cache-Control"] = "no-store" if token_page or request.method == "POST" else "no-cache"
-        if new_cookie:
-            response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="lax", secure=secure_cookie, path="/")
+        set_csrf_cookie(response, new_cookie)
         return response
 
     def message(request: Request, title: str, text: str, status: int = 200, **ctx) -> HTMLResponse:
@@ -456,7 +479,8 @@ def create_app(settings: Settings, *, confirm_ttl: int = CONFIRM_TTL, address_li
     ]
     from digest.web.pages import page_routes
 
-    routes += page_routes(settings, topics)     # reading pages: a digest, a topic, its feed
+    # reading pages: a digest (with its vote forms), a topic, its feed
+    routes += page_routes(settings, topics, Forms(CSRF_FIELD, csrf_token, set_csrf_cookie, form_with_csrf))
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.add_middleware(SecurityHeaders)
     app.state.settings = settings

@@ -3,7 +3,14 @@
     GET /digest/{token}        one digest, every section in full (also the papers the email
                                only counted in "+ N more"), from its ledger rows: what it
                                carried, never re-planned. The token (purpose "digest") names
-                               the digests row; the page shows no subscriber data.
+                               the digests row; the page shows no subscriber data. Each paper
+                               of a topic section has "Relevant" / "Not for me" buttons (the
+                               reader's vote pressed). ?vote=<paper>&topic=<section>&v=yes|no
+                               (the email's vote links) adds a box with one button to confirm:
+                               a GET never records anything (mail scanners open every link).
+    POST /digest/{token}       records a vote (paper, topic, v; CSRF checked, rate-limited
+                               per digest), then redirects (303) to ?noted=...#vote: the page
+                               with "Thanks, noted" at that paper.
     GET /topics/{id}           public: a topic's papers of the last TOPIC_DAYS days, by day
     GET /topics/{id}.atom      the same as an Atom feed (digest/web/feeds.py)
 
@@ -20,12 +27,13 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from email.utils import parseaddr
 from typing import Callable
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digest import clock, tokens
@@ -38,11 +46,16 @@ from digest.store.db import session_scope
 from digest.store.ledger import items_of
 from digest.store.models import Digest, Paper, Subscriber, TopicMatch
 from digest.store.settings import Settings
+from digest.email.vote_links import ANCHOR, PAPER, TOPIC, VALUE, labels as vote_labels, votable
+from digest.web.ratelimit import RateLimiter
+from digest.web.votes import VoteRefused, cast_vote, reader_votes, topic_of
 
 TOPIC_DAYS = 14            # how far back a topic page and feed look
 TOPIC_MAX = 200            # papers on a topic page / entries in its feed
 ABSTRACT_MAX = 6000        # characters of abstract on a page (the email trims to 360)
 AUTHORS_SHOWN = 12
+VOTE_LIMIT = 300           # votes per digest per VOTE_WINDOW (a reader rarely rates 50)
+VOTE_WINDOW = 3600
 
 
 @dataclass
@@ -61,6 +74,13 @@ class PaperRow:
     hf_url: str | None
     code_url: str | None
     author_names: list[str] = field(default_factory=list)
+    # the digest page's vote buttons (empty labels: none)
+    section: str = ""
+    topic_name: str = ""
+    vote_labels: tuple = ()
+    vote: bool | None = None    # the reader's vote on this paper in this topic
+    ask: str = ""               # "yes" / "no": the email link asks to confirm this vote
+    noted: bool = False         # the vote was just recorded
 
 
 @dataclass
@@ -132,7 +152,11 @@ def digest_page(settings: Settings, digest_id: int, names: dict[str, str]) -> di
         item = _Item(r.id, r.title, r.abs_url or r.hf_url, r.authors, r.abstract, r.primary_category,
                      r.published_at or r.first_seen_at, r.hf_upvotes, r.pdf_url, r.hf_url, r.code_url)
         why = matched.get((it.paper_id, it.section))
-        sec.papers.append(paper_row(item, list(why or []) if isinstance(why, list) else []))
+        shown = paper_row(item, list(why or []) if isinstance(why, list) else [])
+        if votable(it.section):
+            shown.section, shown.vote_labels = it.section, vote_labels(it.section)
+            shown.topic_name = clean_text(names.get(topic_of(it.section), topic_of(it.section)), 80)
+        sec.papers.append(shown)
     weekly = sub is not None and sub.frequency == "weekly"
     return {"sections": list(sections.values()), "edition": row.edition, "weekly": weekly,
             # "Is this <topic>?" papers are questions, not part of the count (as in the email)
@@ -243,13 +267,15 @@ def cached(request: Request, body: bytes, media_type: str, last_modified: dateti
     return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 
-def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
-    """The routes of the reading pages; ``topics()`` gives the current topics (id, name, description)."""
+def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> list[Route]:
+    """The routes of the reading pages; ``topics()`` gives the current topics (id, name, description).
+    ``forms`` (digest.web.app.Forms: CSRF token and check) lets the digest page take votes."""
     from digest.web.feeds import topic_feed
 
     env = Environment(loader=FileSystemLoader(str(settings.templates_dir / "web")),
                       autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
     site_name = parseaddr(settings.from_addr)[0] or "Paper Digest"
+    vote_limit = RateLimiter(VOTE_LIMIT, VOTE_WINDOW)
 
     def names() -> dict[str, str]:
         found = {t.id: t.name for t in topics()}
@@ -272,7 +298,12 @@ def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
         if token is None or token.legacy:
             return not_found(request, "This link is not valid",
                              "Use the View in browser link of the email as it is.", 400)
+        if request.method == "POST":
+            return await digest_vote(request, token)
         digest_id = token.subject_id
+        query = request.query_params
+        asked = (query.get(PAPER), query.get(TOPIC), query.get(VALUE)) if PAPER in query else None
+        noted = (query.get("noted"), query.get(TOPIC)) if "noted" in query else None
         topic_names = await run_in_threadpool(names)
         stamp = await run_in_threadpool(digest_stamp, settings, digest_id, topic_names, token)
         if stamp is False:
@@ -281,14 +312,60 @@ def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
         if stamp is None:
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
         etag, last_modified = stamp
-        if not_modified(request, etag, last_modified):
-            return Response(status_code=304, headers=validators(etag, last_modified, "private, no-cache"))
+        csrf, new_cookie = forms.token(request) if forms is not None else ("", None)
+        votes = await run_in_threadpool(reader_votes, settings, digest_id) if forms is not None else {}
+        # the body also holds the form's CSRF token and the reader's votes
+        seed = repr((etag, csrf, sorted(votes.items()), request.url.query))
+        etag = '"' + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32] + '"'
+        cache = "private, no-cache"
+        if asked or noted:
+            cache = "no-store"      # a confirmation or a thank-you: never from a cache
+        elif not_modified(request, etag, last_modified):
+            return Response(status_code=304, headers=validators(etag, last_modified, cache))
         data = await run_in_threadpool(digest_page, settings, digest_id, topic_names)
         if data is None:
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
+        rows = {(p.paper_id, p.section): p for s in data["sections"] for p in s.papers if p.section}
+        for (paper_id, section), p in rows.items():
+            p.vote = votes.get((paper_id, topic_of(section)))
+        if asked:
+            paper_id, section, value = (str(x or "") for x in asked)
+            p = rows.get((paper_id, section))
+            if p is None or value not in ("yes", "no"):
+                return not_found(request, "This vote link is not valid",
+                                 "This digest did not carry that paper in that topic: use the link of the email as it is.",
+                                 400)
+            p.ask = value
+        if noted:
+            p = rows.get((str(noted[0] or ""), str(noted[1] or "")))
+            if p is not None and p.vote is not None:    # only a vote that is really stored
+                p.noted = True
         kind = "Weekly digest" if data["weekly"] else "Daily digest"
-        return html(request, "digest.html", last_modified, "private, no-cache", etag=etag, kind=kind,
-                    date=format_date(data["edition"]), sections=data["sections"], total=data["total"])
+        f = {"action": request.url.path, "field": forms.field, "csrf": csrf} if forms is not None else None
+        response = html(request, "digest.html", last_modified, cache, etag=etag, kind=kind,
+                        date=format_date(data["edition"]), sections=data["sections"], total=data["total"], f=f)
+        if forms is not None:
+            forms.set_cookie(response, new_cookie)
+        return response
+
+    async def digest_vote(request: Request, token: tokens.Token) -> Response:
+        """The vote buttons' POST: record, then show the page with "Thanks, noted" (303)."""
+        if forms is None:
+            return not_found(request, "Request not allowed", "This request is not allowed.", 405)
+        form, ok = await forms.check(request)
+        if not ok:
+            return not_found(request, "This form has expired",
+                             "The page was open too long, or cookies are blocked. Go back, reload the page and try again.",
+                             403)
+        if not vote_limit.hit(str(token.subject_id)):
+            return not_found(request, "Too many requests", "Please wait an hour and try again.", 429)
+        try:
+            paper_id, section = await run_in_threadpool(cast_vote, settings, token, form.get("paper"),
+                                                        form.get("topic"), form.get("v"))
+        except VoteRefused as exc:
+            return not_found(request, "This vote was not recorded", str(exc), exc.status)
+        back = f"{request.url.path}?{urlencode({'noted': paper_id, TOPIC: section}, quote_via=quote)}#{ANCHOR}"
+        return RedirectResponse(back, status_code=303, headers={"Cache-Control": "no-store"})
 
     def known(topic_id: str):
         return next((t for t in topics() if t.id == topic_id), None)
@@ -316,7 +393,7 @@ def page_routes(settings: Settings, topics: Callable[[], list]) -> list[Route]:
         return cached(request, body, "application/atom+xml; charset=utf-8", newest, "public, max-age=300")
 
     return [
-        Route("/digest/{token}", digest_view, methods=["GET"]),
+        Route("/digest/{token}", digest_view, methods=["GET", "POST"]),
         Route("/topics/{topic_id}.atom", topic_atom, methods=["GET"]),
         Route("/topics/{topic_id}", topic_view, methods=["GET"]),
     ]
