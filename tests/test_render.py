@@ -344,9 +344,10 @@ def test_section_cache_equals_direct_render(settings, budget):
                 assert len(a.html.encode()) < s.max_html_bytes
             n_sections += len(content.sections)
     # each section box is rendered once per abstract level / cap / web page, not once per
-    # digest (at the smallest budget most digests need fewer sections: rendered directly)
+    # digest (at the smallest budget most digests need fewer sections: rendered directly; at
+    # 30,000 bytes the vote links push more digests through several shrink steps)
     if budget != 12_000:
-        assert 0 < len(rendered_boxes) < n_sections / 4
+        assert 0 < len(rendered_boxes) < n_sections / 3
 
 
 def test_assembled_digest_is_valid_mime(settings):
