@@ -298,7 +298,9 @@ def _mixed_contents(budget_links: bool = False):
                        papers=[paper(40), paper(41)])
     trending = Section(topic_id="trending", name="Trending on Hugging Face",
                        papers=[paper(50 + i, hf_upvotes=100 - i) for i in range(5)], more=2)
-    combos = [(vlm, path, diff), (path, question, diff, trending), (vlm, bad, trending), (diff,),
+    # (question,) first: a digest of only a question counts as "nothing new" yet shows it, and
+    # must not hand its box (no vote links) to the digests after it
+    combos = [(question,), (vlm, path, diff), (path, question, diff, trending), (vlm, bad, trending), (diff,),
               (vlm, path, diff), (bad, question), ()]
     out = []
     for i, combo in enumerate(combos):

@@ -325,3 +325,55 @@ def test_each_sent_record_is_committed_before_the_next_message(smtp_settings, si
         done.append(to)
     assert set(_statuses(smtp_settings).values()) == {"sent"}
     assert sorted(sink.delivered_to()) == emails
+
+
+def test_a_sent_record_survives_a_database_error_on_the_next_in_flight_mark(settings):
+    """D1 went out; its `sent` record waits to ride with D2's in-flight mark. The database
+    refuses that write once (a lock timeout, a dropped connection): the record is not lost; it
+    is written with the next transaction, and at the latest when the loop ends."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from digest.delivery.send import _Ledger, _finish, _take_off
+
+    _subscribers(settings, ["a@example.org", "b@example.org", "c@example.org"])
+    now = app_clock.now()
+    with session_factory(settings)() as s:
+        for sub in s.scalars(select(Subscriber)):
+            s.add(Digest(subscriber_id=sub.id, edition=now.date(), status="sending", claimed_by="w:1", planned_at=now))
+        s.commit()
+        d1, d2, d3 = s.scalars(select(Digest.id).order_by(Digest.id)).all()
+    engine = session_factory(settings)().get_bind()
+    failures = {"left": 0}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def refuse_once(conn, cursor, statement, parameters, context, executemany):
+        if failures["left"] and statement.lstrip().upper().startswith("UPDATE"):
+            failures["left"] -= 1
+            raise OperationalError(statement, parameters, Exception("database is locked"))
+
+    def status(did):
+        with session_factory(settings)() as s:
+            return s.get(Digest, did).status
+
+    try:
+        with _Ledger(engine) as ledger:
+            assert _take_off(ledger, d1, "w:1")
+            _finish(ledger, d1, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+            failures["left"] = 1                       # D1's record, written with D2's mark, fails
+            with pytest.raises(OperationalError):
+                _take_off(ledger, d2, "w:1")
+            assert status(d1) == "sending"             # not committed yet ...
+            assert _take_off(ledger, d2, "w:1")        # ... but still waiting: written now
+            assert status(d1) == "sent"
+            _finish(ledger, d2, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+            failures["left"] = 1                       # the loop ends and its last write fails once
+        assert status(d2) == "sent"                    # written again on a new connection
+        with pytest.raises(RuntimeError):
+            with _Ledger(engine) as ledger:
+                assert _take_off(ledger, d3, "w:1")
+                _finish(ledger, d3, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+                raise RuntimeError("the loop broke")  # its record is still written on the way out
+        assert status(d3) == "sent"
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse_once)

@@ -778,15 +778,16 @@ def web(
     Links in emails point at DIGEST_PUBLIC_URL; put this server (behind TLS) there.
     Example: digest web --host 0.0.0.0 --port 8000
     """
-    from digest.web.app import serve
+    from digest.web.app import listen, serve
 
     s = _settings()
     require_real_secret(s, "digest web")
     try:
-        serve(s, host=host, port=port)
-    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        sock = listen(host, port)   # a port in use or a foreign host: one line, before uvicorn
+    except OSError as exc:
         error_line(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         raise typer.Exit(1) from None
+    serve(s, host=host, port=port, sock=sock)
 
 
 # ------------------------------------------------------------------ secret / check

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from digest import clock
@@ -34,10 +34,17 @@ def compact_ledger(session: Session, *, keep_days: int, lookback_days: int, now:
     stale = [sid for (sid,) in session.execute(
         LedgerSection.__table__.select().with_only_columns(LedgerSection.id)
         .where(LedgerSection.used_on < cutoff.date())) if sid not in referenced]
+    postgres = session.get_bind().dialect.name == "postgresql"
     deleted = 0
     for start in range(0, len(stale), 2000):
+        chunk = stale[start:start + 2000]
+        if postgres:
+            # lock in hash order, as planners do (no deadlock), skipping rows a planner holds now
+            chunk = list(session.scalars(
+                select(LedgerSection.id).where(LedgerSection.id.in_(chunk), LedgerSection.used_on < cutoff.date())
+                .order_by(LedgerSection.hash).with_for_update(skip_locked=True)))
         result = session.execute(delete(LedgerSection).where(
-            LedgerSection.id.in_(stale[start:start + 2000]), LedgerSection.used_on < cutoff.date()))
+            LedgerSection.id.in_(chunk), LedgerSection.used_on < cutoff.date()))
         deleted += result.rowcount or 0
     session.commit()
     return deleted

@@ -275,6 +275,8 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
                             unconfirmed=digests[did].unconfirmed)
                     continue
                 job = jobs.pop(did)
+                if ahead and ledger.pending and not job.done():
+                    ledger.commit()   # the last `sent` record does not wait for a slow render
                 try:
                     msg = job.result() if ahead else make_message(job)
                 except Exception as exc:  # one broken digest must not stop the edition
@@ -428,7 +430,8 @@ class _Ledger:
 
     def __init__(self, engine):
         self.engine = engine
-        self.pending: list = []
+        self.pending: list = []      # records not yet committed; kept until a commit succeeds
+        self._written = False        # ... and already executed in the open transaction
 
     def __enter__(self) -> "_Ledger":
         self.conn = self.engine.connect()
@@ -436,11 +439,18 @@ class _Ledger:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self.commit()               # a `sent` record still waiting for a next message
+            try:
+                self.commit()           # a `sent` record still waiting for a next message
+            except Exception:
+                # the transaction or the connection broke (perhaps what stopped the loop):
+                # the waiting record is still here; write it once more on a new connection
+                self._reopen()
+                self.commit()
         except Exception as err:
             if exc is None:
                 raise
-            log.warning("recording the last outcome failed: %s", str(err).splitlines()[0][:200] if str(err) else err)
+            log.error("event=outcome-not-recorded pending=%d error=%s", len(self.pending),
+                      str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
         finally:
             self.conn.close()
 
@@ -448,19 +458,44 @@ class _Ledger:
         self.pending.append((statement, params))
 
     def execute(self, statement, params: dict):
-        if self.pending:
+        try:
             self._write_pending()
-        return self.conn.execute(statement, params)
+            return self.conn.execute(statement, params)
+        except Exception:
+            self._rollback()
+            raise
 
     def commit(self) -> None:
-        if self.pending:
+        try:
             self._write_pending()
-        self.conn.commit()
+            self.conn.commit()
+        except Exception:
+            self._rollback()
+            raise
+        self.pending, self._written = [], False
 
     def _write_pending(self) -> None:
-        pending, self.pending = self.pending, []
-        for statement, params in pending:
-            self.conn.execute(statement, params)
+        if self.pending and not self._written:
+            for statement, params in self.pending:
+                self.conn.execute(statement, params)
+            self._written = True
+
+    def _rollback(self) -> None:
+        """After a failed statement: the pending records were not committed, so they are
+        written again in the next transaction."""
+        self._written = False
+        try:
+            self.conn.rollback()
+        except Exception:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        self._written = False
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        self.conn = self.engine.connect()
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,

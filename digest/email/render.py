@@ -464,7 +464,7 @@ class Renderer:
     def _section_html(self, view: DigestView, s: SectionView, level: int) -> Slotted | None:
         """The section's box at ``level`` with the web page slot, whole lines (without the
         leading newline the template gives it); cached on its entry. None: not whole lines."""
-        key = (level, view.has_view, _shown(s))
+        key = (level, view.has_view, view.nothing_new, _shown(s))   # (vote links: page, not "nothing new")
         entry = s.entry
         part = entry.html.get(key) if entry is not None else None
         if part is None:
@@ -481,7 +481,7 @@ class Renderer:
 
     def _section_text(self, view: DigestView, s: SectionView) -> Slotted | None:
         entry = s.entry
-        key = (view.has_view, _shown(s))
+        key = (view.has_view, view.nothing_new, _shown(s))
         part = entry.text.get(key) if entry is not None else None
         if part is None:
             s.papers_text = self._papers_text(view, s, 0)

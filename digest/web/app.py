@@ -501,7 +501,9 @@ def listen(host: str, port: int):
     one OSError here instead of uvicorn's start-up log and its own exit code."""
     import socket
 
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    # IPv4 unless the host is an IPv6 address, as uvicorn does ("localhost" may list ::1 first)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -512,10 +514,10 @@ def listen(host: str, port: int):
     return sock
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, sock=None) -> None:
     import uvicorn
 
-    sock = listen(host, port)
+    sock = sock or listen(host, port)   # OSError: the port is taken, or the host is not this machine's
     config = server_config(settings, host, port, log_level="info")   # (sets up uvicorn's logging)
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("uvicorn.error").info("digest web listening on http://%s:%d", shown, port)
