@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.table import Table
 
 from digest import clock
-from digest.cli.output import FORMATS, console, emit, err, error_line, stdout_console
+from digest.cli.common import (EXIT_DEFERRED, EXIT_FAILED, EXIT_USAGE, UserError, check_format, current_settings,
+                               delivery_kind, format_option, parse_date)
+from digest.cli.output import console, emit, err, error_line, stdout_console
+from digest.cli.db import db_app
+from digest.cli.subscribers import subs_app
 from digest.cli.topics import classify, topics_app
 from digest.store.settings import SettingsError, get_settings, require_real_secret
 
@@ -23,85 +25,10 @@ app = typer.Typer(
          "and delivers today's edition (by default to ./var/outbox).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-subs_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(topics_app, name="topics")
 app.command("classify")(classify)
-
-# send-now exit codes (also in its --help and the README)
-EXIT_FAILED = 1      # some digest failed for good (a 5xx reply); see `digest status`
-EXIT_USAGE = 2       # a usage mistake or an invalid setting: nothing ran
-EXIT_DEFERRED = 3    # nothing failed, but some digests were deferred and will be retried
-
-
-class UserError(Exception):
-    """A mistake the user can fix: printed as one line, exit code 2."""
-
-
-def _fail(message: str, code: int = 2) -> None:
-    error_line(message)
-    raise typer.Exit(code)
-
-
-def _format_option():
-    return typer.Option("table", "--format", help="table (people), tsv or json (scripts).")
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise UserError(f"--format must be table, tsv or json, not {fmt!r}")
-    return fmt
-
-
-def _delivery_kind(s) -> str:
-    from digest.store.delivery_url import parse_delivery
-
-    return parse_delivery(s.delivery)[0]
-
-
-def _settings():
-    return get_settings()
-
-
-def _parse_date(value: Optional[str], what: str = "--edition") -> Optional[date]:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"{what} must be a date like 2026-11-21, not {value!r}") from None
-
-
-# ------------------------------------------------------------------ db
-
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply database migrations (they also run automatically on first use).
-
-    Example: DIGEST_DATABASE_URL=sqlite:///./var/digest.db digest db upgrade
-    """
-    from digest.store.db import current_revision, get_engine
-
-    s = _settings()
-    get_engine(s.database_url)
-    console.print(f"database at revision {current_revision(s.database_url)}")
-
-
-@db_app.command("compact")
-def db_compact(keep_days: Optional[int] = typer.Option(None, "--keep-days", min=1, help="Keep this many days of what digests carried (default DIGEST_LEDGER_KEEP_DAYS).")) -> None:
-    """Forget what digests older than the history window carried (their rows stay) and delete the ledger sections no digest refers to; old papers still never come back.
-
-    Example: digest db compact --keep-days 14
-    """
-    from digest.store.db import session_scope
-    from digest.delivery.ledger import compact_ledger
-
-    s = _settings()
-    with session_scope(s) as session:
-        n = compact_ledger(session, keep_days=keep_days or s.ledger_keep_days, lookback_days=s.lookback_days)
-    console.print(f"deleted {n} ledger sections")
 
 
 # ------------------------------------------------------------------ ingest
@@ -111,7 +38,7 @@ def ingest(
     source: Optional[str] = typer.Option(None, "--source", help="Only this source from config/sources.yaml."),
     from_: Optional[list[str]] = typer.Option(None, "--from", help="Ingest this URL or path instead (repeatable)."),
     kind: str = typer.Option("auto", "--kind", help="Format of --from: arxiv, hf-daily or auto."),
-    fmt: str = _format_option(),
+    fmt: str = format_option(),
 ) -> None:
     """Fetch the daily listings and store new papers.
 
@@ -125,8 +52,8 @@ def ingest(
 
     if kind not in ("arxiv", "hf-daily", "auto"):
         raise UserError(f"--kind must be arxiv, hf-daily or auto, not {kind!r}")
-    _check_format(fmt)
-    s = _settings()
+    check_format(fmt)
+    s = current_settings()
     with console.status("ingesting…") as status:
         reports = run_ingest(s, source=source, locations=from_, kind=kind,
                              on_progress=lambda msg: status.update(msg))
@@ -146,220 +73,6 @@ def _ingest_table(reports, fmt: str = "table") -> None:
                      "unchanged": r.unchanged, "skipped": f"{skipped}" + (f" ({reasons})" if reasons else ""),
                      "errors": "; ".join(r.errors + r.warnings)})
     emit(rows, fmt=fmt, title="ingest", right=("new", "updated", "unchanged", "skipped"))
-
-
-# ------------------------------------------------------------------ subscribers
-
-def _known_topics(s) -> set[str]:
-    from digest.topics.current import current_topics
-
-    config, _ = current_topics(s)
-    return set(config.ids)
-
-
-@subs_app.command("add")
-def subs_add(
-    email: str,
-    topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections (Trending comes last)."),
-    name: Optional[str] = typer.Option(None, "--name"),
-    tz: str = typer.Option("UTC", "--tz", help="IANA timezone, e.g. Europe/Berlin."),
-    weekly: Optional[str] = typer.Option(None, "--weekly", help="Weekly on this weekday (e.g. monday) instead of daily."),
-    trending: bool = typer.Option(False, "--trending/--no-trending", help="Add a Trending section (top HF papers)."),
-) -> None:
-    """Add a subscriber (active at once: you vouch for their consent).
-
-    An address that unsubscribed (or bounced, or never confirmed) is not re-added: only its owner
-    can come back, through the confirmation email `digest subscribers reconfirm EMAIL` sends.
-
-    Example: digest subscribers add ada@example.org --topics multimodal-llm,pathology --tz Europe/Berlin
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import add_subscriber, parse_topics, parse_weekday
-
-    s = _settings()
-    topic_ids = parse_topics(topics, _known_topics(s))
-    with session_scope(s) as session:
-        sub = add_subscriber(session, email, topic_ids, name=name, tz=tz, trending=trending,
-                             frequency="weekly" if weekly else "daily",
-                             weekly_day=parse_weekday(weekly) if weekly else 0)
-        console.print(f"added {sub.email} ({', '.join(sub.topics)})", markup=False, highlight=False)
-
-
-@subs_app.command("remove")
-def subs_remove(email: str, delete: bool = typer.Option(False, "--delete", help="Delete the row and its history instead of marking it unsubscribed.")) -> None:
-    """Unsubscribe someone (keeps their history), or delete them with --delete.
-
-    Example: digest subscribers remove ada@example.org
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import get_by_email, set_status
-
-    s = _settings()
-    with session_scope(s) as session:
-        if delete:
-            sub = get_by_email(session, email)
-            if sub is None:
-                raise UserError(f"no subscriber {email!r}")
-            session.delete(sub)
-            console.print(f"deleted {sub.email}")
-        else:
-            sub = set_status(session, email, "unsubscribed")
-            console.print(f"unsubscribed {sub.email}")
-
-
-@subs_app.command("set-topics")
-def subs_set_topics(email: str, topics: str = typer.Option(..., "--topics", help="Comma-separated topic ids, in the order of the email's sections (Trending comes last).")) -> None:
-    """Replace a subscriber's topics (at least one; to stop the digest use `subscribers remove`).
-
-    Example: digest subscribers set-topics ada@example.org --topics pathology,cardiology
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import parse_topics, set_topics
-
-    s = _settings()
-    topic_ids = parse_topics(topics, _known_topics(s))
-    with session_scope(s) as session:
-        sub = set_topics(session, email, topic_ids)
-        console.print(f"{sub.email}: {', '.join(topic_ids)}", markup=False, highlight=False)
-
-
-@subs_app.command("reconfirm")
-def subs_reconfirm(email: str) -> None:
-    """Mail someone who is not active (unsubscribed, bounced, pending) a confirmation link.
-
-    They stay `pending` and get no digest until they press the button in that email (double
-    opt-in); the link is valid for three days. Exits 1 when the mail could not be sent.
-
-    Example: digest subscribers reconfirm ada@example.org
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import start_reconfirm
-    from digest.topics.current import current_topics
-    from digest.web.mails import confirmation_email, send_mail
-
-    s = _settings()
-    config, _ = current_topics(s)
-    with session_scope(s) as session:
-        sub = start_reconfirm(session, email)
-        msg = confirmation_email(s, sub, {t.id: t.name for t in config.topics})
-        address = sub.email
-        # sent before the change is committed: a mail that did not go out changes nothing
-        problem = send_mail(s, msg, quiet=True)
-        if problem:
-            session.rollback()
-    if problem:
-        err.print(f"error: confirmation mail to {address} not sent ({problem}); nothing changed",
-                  markup=False, highlight=False)
-        raise typer.Exit(1)
-    console.print(f"{address} is pending; a confirmation link was mailed to it", markup=False, highlight=False)
-
-
-@subs_app.command("rotate-secret")
-def subs_rotate_secret(email: str) -> None:
-    """Give a subscriber a new link secret: every unsubscribe, preferences and confirm link sent
-    to them so far stops working (the next digest carries new ones).
-
-    Example: digest subscribers rotate-secret ada@example.org
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import rotate_secret
-
-    with session_scope(_settings()) as session:
-        sub = rotate_secret(session, email)
-        console.print(f"{sub.email}: new link secret; earlier links no longer work", markup=False, highlight=False)
-
-
-@subs_app.command("list")
-def subs_list(status: Optional[str] = typer.Option(
-        None, "--status", click_type=click.Choice(["active", "unsubscribed", "bounced", "pending", "paused"]),
-        help="Only this status.")) -> None:
-    """List subscribers.
-
-    Example: digest subscribers list --status active
-    """
-    from rich.text import Text
-    from sqlalchemy import select
-
-    from digest.store.db import session_scope
-    from digest.store.models import Subscriber
-    from digest.subscribers import printable
-
-    s = _settings()
-    table = Table()
-    for col in ("email", "name", "topics", "timezone", "frequency", "status"):
-        table.add_column(col)
-    with session_scope(s) as session:
-        q = select(Subscriber).order_by(Subscriber.email)
-        if status:
-            q = q.where(Subscriber.status == status)
-        for sub in session.scalars(q):
-            freq = sub.frequency if sub.frequency == "daily" else f"weekly ({sub.weekly_day})"
-            # Text, not markup; control characters escaped: names are user input
-            table.add_row(*(Text(printable(v)) for v in (sub.email, sub.name or "", ", ".join(sub.topics or []),
-                                                          sub.timezone, freq, sub.status)))
-    console.print(table)
-
-
-@subs_app.command("import")
-def subs_import(file: Path) -> None:
-    """Import subscribers from CSV: the columns of `subscribers export` (email and topics required;
-    topics separated by ';').
-
-    Bad rows are reported with their line number (an address twice in the file, no topics,
-    control characters, ...); every other row is imported and existing addresses are updated.
-    Import never makes anyone active who is not: a new address gets the file's status (active
-    without a status column), an existing one that is not active stays so. Cells starting with
-    an apostrophe before = + - @ are read without it (export adds it against CSV injection).
-    Example: digest subscribers import people.csv
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import import_csv
-
-    s = _settings()
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UserError(f"{file}: {exc.strerror or exc}") from None
-    known = _known_topics(s)
-    with session_scope(s) as session:
-        report = import_csv(session, text, known_topics=known, filename=str(file))
-    for line in report.errors:
-        err.print(line, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"imported: {report.added} added, {report.updated} updated, {len(report.errors)} bad rows")
-    if report.errors:
-        raise typer.Exit(1)
-
-
-@subs_app.command("export")
-def subs_export(
-    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
-    with_links: bool = typer.Option(False, "--with-links", help="Also each subscriber's id and link secret, so "
-                                    "links in emails already sent keep working after importing into an empty "
-                                    "database. The file then holds secrets: keep it private."),
-) -> None:
-    """Export subscribers as CSV (importable again, into any database, without changing anyone's consent).
-
-    Columns: email, name, topics, timezone, status, status_at, frequency, weekday, send_time,
-    trending, consented_at, confirmed_at, created_at (times in UTC, ISO 8601); with
-    --with-links also id, link_secret, legacy_links. Cells a spreadsheet would run as a
-    formula (= + - @ tab CR) start with an apostrophe.
-    Example: digest subscribers export --with-links --out people.csv
-    """
-    from digest.store.db import session_scope
-    from digest.subscribers import export_csv
-
-    with session_scope(_settings()) as session:
-        text = export_csv(session, with_links=with_links)
-    if out:
-        if with_links:  # secrets: readable by the operator only, from the first byte
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
 
 
 # ------------------------------------------------------------------ preview / send-now
@@ -384,8 +97,8 @@ def preview(
     from digest.email.builder import ContentBuilder
     from digest.topics.personal import PersonalOrder
 
-    s = _settings()
-    ed = _parse_date(edition)
+    s = current_settings()
+    ed = parse_date(edition)
     config, _ = current_topics(s)
     run_match(s, config)
     ids = subscriber_ids_for(s, subscriber)
@@ -438,10 +151,10 @@ def send_now_cmd(
 
     from digest.pipeline import send_now
 
-    s = _settings()
-    ed = _parse_date(edition)
-    dry_run = dry_run or _delivery_kind(s) == "dry-run"
-    if not dry_run and _delivery_kind(s) == "smtp":
+    s = current_settings()
+    ed = parse_date(edition)
+    dry_run = dry_run or delivery_kind(s) == "dry-run"
+    if not dry_run and delivery_kind(s) == "smtp":
         require_real_secret(s, "sending through smtp://")
     with Progress(console=stdout_console(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
@@ -501,8 +214,8 @@ def run(
 
     from digest.topics.current import current_topics
 
-    s = _settings()
-    if s.scheduler_sends and _delivery_kind(s) == "smtp":
+    s = current_settings()
+    if s.scheduler_sends and delivery_kind(s) == "smtp":
         require_real_secret(s, "digest run (it sends through smtp://)")
     current_topics(s)  # no valid topics.yaml, now or earlier: every tick would fail, so do not start
     setup_logging(json_logs or s.log_json, level=logging.INFO)
@@ -535,8 +248,8 @@ def worker(
     from digest.logs import setup_logging
     from digest.delivery.worker import run_workers
 
-    s = _settings()
-    kind = _delivery_kind(s)
+    s = current_settings()
+    kind = delivery_kind(s)
     if kind == "dry-run":
         raise UserError("digest worker marks what it sends as sent, so it does not run with DIGEST_DELIVERY=dry-run; "
                         "use `digest send-now --dry-run` to see an edition without sending it")
@@ -560,7 +273,7 @@ def status() -> None:
     from digest.store.locks import holder_of
     from digest.store.models import AppState, Digest, IngestRun, Subscriber
 
-    s = _settings()
+    s = current_settings()
     try:
         configured = {spec.name for spec in load_sources(s.sources_file)}
     except Exception:  # an invalid sources.yaml is reported by `digest check`; show every run
@@ -639,7 +352,7 @@ def _scheduler_status(sched: dict | None, lease, now) -> None:
 @app.command()
 def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of the subscriber."),
             limit: int = typer.Option(30, "--limit", help="Editions to show."),
-            fmt: str = _format_option()) -> None:
+            fmt: str = format_option()) -> None:
     """What a subscriber was sent, and when; for a digest not sent, its state and why
     (tsv/json: one row per paper).
 
@@ -653,9 +366,9 @@ def history(subscriber: str = typer.Option(..., "--subscriber", help="Email of t
     from digest.store.models import Digest
     from digest.subscribers import get_by_email
 
-    if _check_format(fmt) != "table":
+    if check_format(fmt) != "table":
         return _history_rows(subscriber, limit, fmt)
-    with session_scope(_settings()) as session:
+    with session_scope(current_settings()) as session:
         sub = get_by_email(session, subscriber)
         if sub is None:
             raise UserError(f"no subscriber {subscriber!r}")
@@ -711,7 +424,7 @@ def _history_rows(subscriber: str, limit: int, fmt: str) -> None:
     from digest.subscribers import get_by_email
 
     out = []
-    with session_scope(_settings()) as session:
+    with session_scope(current_settings()) as session:
         sub = get_by_email(session, subscriber)
         if sub is None:
             raise UserError(f"no subscriber {subscriber!r}")
@@ -739,7 +452,7 @@ def stats(editions: int = typer.Option(7, "--editions", min=1, help="How many re
     from digest.store.ledger import sections_of
     from digest.store.models import Digest, Subscriber
 
-    with session_scope(_settings()) as session:
+    with session_scope(current_settings()) as session:
         eds = session.scalars(select(Digest.edition).distinct().order_by(Digest.edition.desc()).limit(editions)).all()
         table = Table(title="editions")
         for col in ("edition", "digests", "sent", "failed", "other", "papers per topic"):
@@ -780,7 +493,7 @@ def web(
     """
     from digest.web.app import listen, serve
 
-    s = _settings()
+    s = current_settings()
     require_real_secret(s, "digest web")
     try:
         sock = listen(host, port)   # a port in use or a foreign host: one line, before uvicorn
@@ -804,7 +517,7 @@ def secret() -> None:
 
 
 @app.command()
-def check(fmt: str = _format_option()) -> None:
+def check(fmt: str = format_option()) -> None:
     """Check the installation before trusting it: settings, topics.yaml, sources.yaml, the
     database (reachable, at the latest migration), SMTP (connect, EHLO, STARTTLS/AUTH when
     configured, QUIT; nothing is sent), the public URL, the secret key and the From domain.
@@ -816,8 +529,8 @@ def check(fmt: str = _format_option()) -> None:
     """
     from digest.check import run_checks
 
-    _check_format(fmt)
-    results = run_checks(_settings())
+    check_format(fmt)
+    results = run_checks(current_settings())
     emit([{"check": r.name, "result": r.status, "detail": r.detail} for r in results], fmt=fmt, title="digest check")
     if any(r.status == "FAIL" for r in results):
         raise typer.Exit(1)
