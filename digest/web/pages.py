@@ -40,7 +40,7 @@ from digest import clock, tokens
 from digest.email.builder import section_name, section_order
 from digest.plan import ASK
 from digest.email.display import clean_text, format_date, safe_url
-from digest.email.render import section_anchor as anchor
+from digest.email.views import section_anchor as anchor
 from digest.email.why import why_line
 from digest.store.db import session_scope
 from digest.store.ledger import items_of
