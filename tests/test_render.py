@@ -273,6 +273,19 @@ def test_budget_is_checked_per_recipient(settings):
     assert long_links == direct.render(content)
 
 
+def assert_qp_of(encoded: bytes, text: str) -> None:
+    """``encoded`` is valid quoted-printable (CRLF lines of at most 76 characters, nothing but
+    printable ASCII) of ``text`` with a final newline."""
+    import binascii
+
+    assert encoded.count(b"\n") == encoded.count(b"\r\n")
+    lines = encoded.split(b"\r\n")
+    assert all(len(line) <= 76 for line in lines), max(lines, key=len)
+    assert all(32 <= c < 127 for line in lines for c in line)
+    want = text if text.endswith("\n") else text + "\n"
+    assert binascii.a2b_qp(encoded).decode("utf-8") == want.replace("\n", "\r\n")
+
+
 def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
     from digest.email.message import qp_lines
 
@@ -280,8 +293,22 @@ def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
     content.cache_key = ("k",)
     out = renderer.render(content)
     out2 = renderer.render(content)                                   # shared blocks now encoded
-    assert out.html_qp(qp_lines) == out2.html_qp(qp_lines) == qp_lines(out.html + "\n")
-    assert out.text_qp(qp_lines) == qp_lines(out.text)
+    assert out.html_qp(qp_lines) == out2.html_qp(qp_lines)
+    assert_qp_of(out.html_qp(qp_lines), out.html)
+    assert_qp_of(out.text_qp(qp_lines), out.text)
+    other = realistic(20, subscriber_id=6, email="six.with.a.longer.address@example.org")
+    other.cache_key = ("k",)
+    assert_qp_of(renderer.render(other).html_qp(qp_lines), renderer.render(other).html)
+
+
+@pytest.mark.parametrize("value", ["", "a", " ", "x" * 75, "x" * 76, "x" * 74 + "=", "x" * 73 + "é",
+                                   "é" * 40, "a b \t", ".", "=" * 30, "x" * 74 + "é"])
+def test_qp_fragments_concatenate(value):
+    from digest.email.rendered import qp_fragment
+
+    for before in ("", "<a href=\"", "y" * 75, "z " * 40):
+        enc = qp_fragment(before) + qp_fragment(value) + b"tail\r\n"
+        assert_qp_of(enc, before + value + "tail")
 
 
 def _mixed_contents(budget_links: bool = False):
@@ -341,8 +368,8 @@ def test_section_cache_equals_direct_render(settings, budget):
             for method in ("render", "render_nothing_new"):
                 a, b = getattr(cached, method)(content), getattr(direct, method)(content)
                 assert (a.subject, a.preheader, a.html, a.text) == (b.subject, b.preheader, b.html, b.text)
-                assert a.html_qp(qp_lines) == qp_lines(b.html + "\n")
-                assert a.text_qp(qp_lines) == qp_lines(b.text if b.text.endswith("\n") else b.text + "\n")
+                assert_qp_of(a.html_qp(qp_lines), b.html)
+                assert_qp_of(a.text_qp(qp_lines), b.text)
                 assert len(a.html.encode()) < s.max_html_bytes
             n_sections += len(content.sections)
     # each section box is rendered once per abstract level / cap / web page, not once per

@@ -25,6 +25,7 @@ Every piece is whole lines, so its quoted-printable encoding is computed once as
 """
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import date
 from email.utils import parseaddr
@@ -68,6 +69,8 @@ class Renderer:
     LAYOUT_CACHE_MAX = 512
     CONTENT_CACHE_BYTES = 48 << 20
     SECTION_CACHE_BYTES = 96 << 20
+    FRAME_CACHE_MAX = 4096
+    VOTES_CACHE_MAX = 16384
 
     def __init__(self, settings, *, lift_text: bool = True, cache: bool = True):
         self.settings = settings
@@ -97,7 +100,9 @@ class Renderer:
         self._layouts: dict[str, list[str]] = {}
         # recipient slots: plain words that pass autoescaping, MJML and URL fields unchanged
         self._slot_prefix = f"pdslot{secrets.token_hex(8)}n"
-        self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(4))
+        # 0-3: the recipient's (_recipient); 4-6: the digest's own lines of its head (_OWN), so
+        # the layout around the sections is shared by digests that differ in them
+        self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(4 + len(_OWN)))
         self._contents: dict[tuple, _Shared | None] = {}
         self._contents_weight = 0
         # a section's place in a digest rendered with its body left out (a plain word)
@@ -105,6 +110,8 @@ class Renderer:
         self._sections: dict[tuple, _SectionEntry] = {}
         self._sections_weight = 0
         self._between: dict[str, Slotted] = {}            # the layout between two sections
+        self._frames: dict[tuple, list] = {}              # _frame_key -> frame (see _put_together)
+        self._vote_html: dict[tuple, str] = {}            # (page URL, paper, section, text) -> links
 
     # -- public API ---------------------------------------------------------------------------
     def render(self, content: DigestContent) -> Rendered:
@@ -163,12 +170,12 @@ class Renderer:
                     shared = self._shared(content, nothing_new)
                     self._remember(key, shared)
                 if shared is not None:
-                    html_values = tuple([str(escape(v)) for v in values])
+                    html_values = tuple([str(escape(v)) for v in values]) + shared.own_html
                     picked = self._pick(shared, html_values)
                     if picked is not None:
                         html, text = picked
                         return Rendered(shared.subject, html, text, shared.preheader,
-                                        html_values=html_values, text_values=values)
+                                        html_values=html_values, text_values=values + shared.own)
         # not cacheable, or fewer sections needed for this recipient: shrink with real values
         return self._render_within_budget(self._view(content, nothing_new=nothing_new, recipient=values))
 
@@ -209,7 +216,9 @@ class Renderer:
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
         """The digest with recipient slots: its view and text part (HTML per level on demand);
         None when it cannot be put together from pieces (it takes the direct path)."""
-        shared = _Shared(self._view(content, nothing_new=nothing_new, recipient=self._slots))
+        shared = _Shared(self._view(content, nothing_new=nothing_new, recipient=self._slots[:4]))
+        shared.own = tuple([getattr(shared.view, name) for name in _OWN])
+        shared.own_html = tuple([str(escape(v)) for v in shared.own])
         return shared if self._shared_part(shared, None, None) is not None else None
 
     # -- sections and assembly ---------------------------------------------------------------------
@@ -311,8 +320,19 @@ class Renderer:
         frame.append(Slotted(parts[-1], self._slot_prefix, len(self._slots)))
         return frame
 
+    def _frame_key(self, view: DigestView, which: str) -> tuple:
+        """What a part's frame (the layout around the section bodies) is made of: the view's
+        own fields (not its sections') and the number of sections. Contents that differ only
+        inside their sections (most do: each reader's history removes other papers) share it."""
+        return (which, len(view.sections), *[getattr(view, name) for name in _FRAME_FIELDS],
+                *[bool(getattr(view, name)) for name in _OWN])
+
     def _put_together(self, shared: _Shared, which: str, bodies: list) -> Assembled | None:
         frame = shared.frames.get(which)
+        if frame is None and self.cache:
+            frame = self._frames.get(self._frame_key(shared.view, which))
+            if frame is not None:
+                shared.frames[which] = frame
         if frame is None:
             view = shared.view
             for s in view.sections:
@@ -320,13 +340,25 @@ class Renderer:
                     s.body = Markup(self._sec_token)
                 else:
                     s.body_text = self._sec_token
-            if which == "html":
-                whole, _, _ = self._compile(self.html_template.render(v=view))
-            else:
-                whole = self.text_template.render(v=view)
+            own = [getattr(view, name) for name in _OWN]
+            for name, value, slot in zip(_OWN, own, self._slots[4:]):
+                if value:                                # (the template tests some for emptiness)
+                    setattr(view, name, slot)
+            try:
+                if which == "html":
+                    whole, _, _ = self._compile(self.html_template.render(v=view))
+                else:
+                    whole = self.text_template.render(v=view)
+            finally:
+                for name, value in zip(_OWN, own):
+                    setattr(view, name, value)
             frame = shared.frames[which] = self._frame(whole, len(view.sections), "\n" if which == "html" else "")
             if frame is None:
                 return None
+            if self.cache:
+                if len(self._frames) >= self.FRAME_CACHE_MAX:
+                    self._frames.clear()
+                self._frames[self._frame_key(view, which)] = frame
             weight = 2 * sum([p.nbytes for p in (frame[0], frame[-1]) if p is not None])  # own head, tail
             shared.weight += weight
             self._contents_weight += weight
@@ -468,7 +500,17 @@ class Renderer:
         return texts
 
     def _votes(self, view_url: str, paper_id: str, section: str, *, text: bool) -> str:
-        """The "Relevant" / "Not for me" links of one paper (the template's `votes` macro)."""
+        """The "Relevant" / "Not for me" links of one paper (the template's `votes` macro);
+        remembered, as in a shared render the page URL is the same slot word for everyone."""
+        key = (view_url, paper_id, section, text)
+        links = self._vote_html.get(key)
+        if links is None:
+            if len(self._vote_html) >= self.VOTES_CACHE_MAX:
+                self._vote_html.clear()
+            links = self._vote_html[key] = self._vote_links(view_url, paper_id, section, text=text)
+        return links
+
+    def _vote_links(self, view_url: str, paper_id: str, section: str, *, text: bool) -> str:
         urls = (view_url + vote_query(paper_id, section, True), view_url + vote_query(paper_id, section, False))
         if text:
             return self.text_template.module.votes(vote_labels(section), urls)
@@ -595,6 +637,15 @@ class Renderer:
             view_url=view,
             has_view=bool(safe_url(getattr(content, "view_url", ""))),
         )
+
+
+# the fields of a DigestView its layout shows around the sections (not the sections, nor the
+# sizes the budget counts)
+# the lines of the head that differ between digests of the same topics (counts, the first title):
+# slots in the frame, filled like the recipient's
+_OWN = ("preheader", "headline", "topics_line")
+_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(DigestView)
+                      if f.name not in ("all_sections", "sections", "papers_chars", "papers_extra", "subject", *_OWN))
 
 
 def _lift_mj_text(source: str, token: str) -> tuple[str, list[str]]:

@@ -2,14 +2,36 @@
 content with the recipient's values filled into slots, and its parts' wire encoding."""
 from __future__ import annotations
 
+import binascii
 import re
+
+QP_LINE = 76            # characters of an encoded line (RFC 2045), the soft break's "=" included
+
+
+def qp_fragment(text: str) -> bytes:
+    """Quoted-printable of ``text`` (no line end in it) followed by a soft line break, so the
+    next piece starts on a line of its own: a piece of a line encodes without knowing its column,
+    and pieces concatenate. Empty text: nothing."""
+    if not text:
+        return b""
+    enc = binascii.b2a_qp(text.encode("utf-8", "replace"), istext=True).replace(b"=\n", b"=\r\n")
+    start = enc.rfind(b"\n") + 1
+    if len(enc) - start >= QP_LINE:      # b2a_qp lets a last line fill all 76: break it before adding "="
+        cut = start + QP_LINE - 1
+        at = enc.rfind(b"=", cut - 2, cut)           # never inside an "=XX" escape
+        if at >= 0:
+            cut = at
+        enc = enc[:cut] + b"=\r\n" + enc[cut:]
+    return enc + b"=\r\n"
 
 
 class Slotted:
     """One part (HTML or text) rendered once for every digest of one content: blocks of whole
     lines shared by all, and the few lines that hold recipient slots (placeholder words
     ``{prefix}{k}x``), kept split as (text, slot, text, ...). ``encoded`` encodes each shared
-    block once (QP is line-local, so whole-line encodings concatenate)."""
+    block once (QP is line-local, so whole-line encodings concatenate); in a line with slots,
+    the text around them is encoded once too, each piece ended by a soft line break
+    (``qp_fragment``), so a recipient costs only the encoding of their own values."""
 
     __slots__ = ("blocks", "counts", "nbytes", "newline_added", "_encoded", "_encoder")
 
@@ -65,18 +87,22 @@ class Slotted:
         text = "".join(out)
         return text[:-1] if self.newline_added else text
 
-    def encoded(self, values: tuple[str, ...], encode) -> bytes:
-        """``encode`` (whole lines -> bytes) of the filled part, final newline included."""
+    def encoded(self, values: tuple[str, ...], encode, encoded_values: list[bytes] | None = None) -> bytes:
+        """``encode`` (whole lines -> bytes) of the filled part, final newline included; lines
+        with slots are pieces of ``qp_fragment`` (``encoded_values``: the values through it)."""
         cached = self._encoded
         if cached is None or self._encoder is not encode:
-            cached = self._encoded = [encode(b) if type(b) is str else None for b in self.blocks]
+            cached = self._encoded = []
+            for b in self.blocks:
+                if type(b) is str:
+                    cached.append(encode(b))
+                else:        # (text, slot, ..., text + newline): the texts encoded, slots as ints
+                    cached.extend([qp_fragment(x) if i % 2 == 0 else x for i, x in enumerate(b[:-1])])
+                    cached.append(encode(b[-1]))
             self._encoder = encode
-        out = []
-        for b, enc in zip(self.blocks, cached):
-            if enc is None:
-                enc = encode("".join([x if type(x) is str else values[x] for x in b]))
-            out.append(enc)
-        return b"".join(out)
+        if encoded_values is None:
+            encoded_values = [qp_fragment(v) for v in values]
+        return b"".join([x if type(x) is bytes else encoded_values[x] for x in cached])
 
 
 class Assembled:
@@ -84,20 +110,26 @@ class Assembled:
     newline): rendered sections shared by many digests, and the digest's own head and tail.
     QP is line-local, so the part's encoding is the pieces' encodings (each cached) joined."""
 
-    __slots__ = ("pieces", "nbytes")
+    __slots__ = ("pieces", "nbytes", "counts")
 
     def __init__(self, pieces: list):
         self.pieces = pieces
-        self.nbytes = sum(p.nbytes for p in pieces)
+        self.nbytes = sum(p.nbytes - p.newline_added for p in pieces)
+        self.counts = [sum(c) for c in zip(*[p.counts for p in pieces])]
 
     def size(self, values: tuple[str, ...]) -> int:
-        return sum([p.size(values) for p in self.pieces])
+        n = self.nbytes
+        for count, v in zip(self.counts, values):
+            if count:
+                n += count * len(v.encode("utf-8"))
+        return n
 
     def fill(self, values: tuple[str, ...]) -> str:
         return "".join([p.fill(values) for p in self.pieces])
 
     def encoded(self, values: tuple[str, ...], encode) -> bytes:
-        return b"".join([p.encoded(values, encode) for p in self.pieces])
+        encoded_values = [qp_fragment(v) for v in values]
+        return b"".join([p.encoded(values, encode, encoded_values) for p in self.pieces])
 
 
 def _whole_lines(text: str) -> str:

@@ -28,7 +28,7 @@ class _Shared:
     step, built when a recipient needs them: HTML per (abstract level, papers per section),
     text per papers per section (None: no cap). A part that cannot be assembled is None."""
 
-    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight")
+    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight", "own", "own_html")
 
     def __init__(self, view: "DigestView"):
         self.view, self.subject, self.preheader = view, view.subject, view.preheader
@@ -37,6 +37,8 @@ class _Shared:
         # each part without its sections (the same at every shrink step): "html"/"text" ->
         # [head, None, between, None, ..., tail], None where a section goes
         self.frames: dict = {}
+        self.own: tuple = ()             # the view's own head lines (render._OWN), and escaped
+        self.own_html: tuple = ()
         # its own pieces (head and tail) and their encodings, roughly; sections are counted
         # in the section cache
         self.weight = 1024
