@@ -56,3 +56,54 @@ def test_the_claim_index_leaves_sent_digests_out(settings):
         s.execute(update(Digest).values(status="sent"))
         s.commit()
         assert claim_batch(s, "host:1:x:y", lease=timedelta(minutes=5)) == []
+
+
+def test_content_from_ledger_rows_equals_content_from_items(settings):
+    """The send loop builds a digest from its stored sections (each row's Section built once
+    and shared); that is the same content as building it from the items, for several readers
+    sharing rows, a topic order, Trending, a question, a paper no longer stored, and one section
+    stored in two rows (merged as the items would be)."""
+    from digest.email.builder import ContentBuilder
+    from digest.email.content import Recipient
+    from digest.store.ledger import digest_sections, encode_ids, items_of, section_rows, upsert_sections
+    from tests.factories import add_paper, add_subscriber
+
+    now = clock.now()
+    with session_factory(settings)() as s:
+        for i in range(8):
+            add_paper(s, f"2611.0{i:04d}", seen=now, matches={"a": 0.9 - i / 100, "b": 0.5})
+        sub = add_subscriber(s, "r@example.org", ["b", "a"])
+        s.commit()
+        P = [f"2611.0{i:04d}" for i in range(8)]
+        layouts = [  # (section, shown, papers) per stored section, in planned order
+            [("a", 2, P[:4]), ("b", 1, P[4:6]), ("trending", 1, P[6:8])],
+            [("trending", 2, P[6:8]), ("a", 2, P[:4]), ("ask:a", 1, P[5:6])],
+            [("a", 1, P[:2] + ["2611.09999"]), ("b", 2, P[2:4])],            # a paper not stored
+            [("a", 2, P[:3]), ("b", 1, P[3:5]), ("a", 1, P[5:7])],            # "a" in two rows
+        ]
+        ids = []
+        for k, layout in enumerate(layouts):
+            keys = [(name, shown, tuple(papers)) for name, shown, papers in layout]
+            stored = upsert_sections(s.connection(), keys, now.date())
+            d = Digest(subscriber_id=sub.id, edition=now.date() - timedelta(days=k), status="planned",
+                       sections=encode_ids(stored[key] for key in keys))
+            s.add(d)
+            s.flush()
+            ids.append(d.id)
+        s.commit()
+        conn = s.connection()
+        refs = digest_sections(conn, ids)
+        rows = section_rows(conn, {x for lst in refs.values() for x in lst})
+        items = items_of(conn, ids)
+        builder = ContentBuilder(settings, {"a": "Topic A", "b": "Topic B"})
+        builder.load(s, set(P) | {"2611.09999"})
+        who = Recipient(sub.id, sub.email, None, "UTC", "secret")
+        for round_ in range(2):                                  # the second time from the row cache
+            for did in ids:
+                want = builder.build(who, now.date(), items[did], order=["b", "a"], digest_id=did)
+                got = builder.build_rows(who, now.date(), [(x, *rows[x]) for x in refs[did]], order=["b", "a"],
+                                         digest_id=did)
+                assert got == want
+                assert got.cache_key == want.cache_key
+        assert [s_.topic_id for s_ in got.sections] == ["b", "a"] and got.sections[1].more == 2
+        assert len(got.sections[1].papers) == 3

@@ -33,8 +33,7 @@ from digest import clock
 from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
 from digest.store.models import Digest, Subscriber, open_digest
-from digest.plan import PlannedItem
-from digest.store.ledger import items_of
+from digest.store.ledger import digest_sections, section_rows
 from digest.store.settings import Settings
 
 log = logging.getLogger("digest.send")
@@ -247,17 +246,19 @@ def _send_loop(settings, session_factory, backend, builder, make_message, ahead,
             subs = {r.id: _Sub(*r) for r in conn.execute(
                 stmts.subscribers, {"ids": list({d.subscriber_id for d in digests.values()})})}
             # two queries: the digests' section lists, then each distinct section once
-            items: dict[int, list[PlannedItem]] = items_of(conn, ids)
-            builder.load(session, {it.paper_id for lst in items.values() for it in lst})
+            refs = digest_sections(conn, ids)
+            rows = section_rows(conn, {sid for lst in refs.values() for sid in lst})
+            builder.load(session, {pid for row in rows.values() for pid in row[2]})
             session.commit()
             # what each active subscriber gets; rendered in order, ahead of sending when that helps
             jobs: dict[int, object] = {}
             for did in ids:
                 digest, sub = digests[did], subs.get(digests[did].subscriber_id)
                 if sub is not None and sub.status == "active":
-                    content = builder.build(Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret),
-                                            digest.edition, items.get(did, []), weekly=sub.frequency == "weekly",
-                                            order=sub.topics, digest_id=did)
+                    content = builder.build_rows(
+                        Recipient(sub.id, sub.email, sub.name, sub.timezone, sub.link_secret), digest.edition,
+                        [(sid, *rows[sid]) for sid in refs.get(did, ()) if sid in rows],
+                        weekly=sub.frequency == "weekly", order=sub.topics, digest_id=did)
                     jobs[did] = ahead.submit(make_message, content) if ahead else content
             for pos, did in enumerate(ids):
                 if stop is not None and stop.is_set():

@@ -14,6 +14,7 @@ from digest.store.models import Paper, TopicMatch
 from digest.store.settings import Settings
 
 AUTHORS_KEPT = 12
+ROWS_KEPT = 100_000     # ledger sections remembered by build_rows (an edition has ~25,000 at 100k)
 
 
 class ContentBuilder:
@@ -33,6 +34,7 @@ class ContentBuilder:
         self.reasons: dict[tuple[str, str], tuple[float, list[str]]] = {}
         self._shown: dict[tuple[str, str], PaperItem] = {}
         self._names: dict[str, str] = {}
+        self._rows: dict[tuple, Section] = {}
         self._epoch = uuid.uuid4().hex       # keys of two builders never meet in one renderer
 
     def load(self, session: Session, paper_ids: set[str]) -> None:
@@ -54,8 +56,6 @@ class ContentBuilder:
         """``order``: the subscriber's topic ids; sections follow it (others after, by id), Trending
         last. ``digest_id``: the ledger row, for the "View in browser" link. ``all_shown``: every
         item as a shown paper (the web page of a digest shows what the email only counted)."""
-        from digest.tokens import digest_url, preferences_url, unsubscribe_url
-
         # sections in the subscriber's order, each one's items by position: grouped first, so
         # only the few sections are sorted by the (Python) section key
         groups: dict[str, list[PlannedItem]] = {}
@@ -66,37 +66,67 @@ class ContentBuilder:
             else:
                 group.append(it)
         rank = {tid: i for i, tid in enumerate(dict.fromkeys(order or ()))}
-        sections: dict[str, Section] = {}
-        shown = self._shown
-        names = self._names
+        sections = []
         for sid in sorted(groups, key=lambda sid: section_order(sid, 0, "", rank)):
-            name = names.get(sid)
-            if name is None:
-                name = names[sid] = section_name(sid, self.topic_names)
-            sec = sections[sid] = Section(topic_id=sid, name=name, papers=[])
             group = groups[sid]
             if len(group) > 1:
                 group.sort(key=_by_position)
-            for it in group:
-                if not (it.shown or all_shown):
-                    sec.more += 1
+            sections.append(self._section(sid, [(it.paper_id, it.shown or all_shown) for it in group]))
+        return self._content(recipient, edition, sections, weekly, digest_id,
+                             (self._epoch, tuple([s.cache_key for s in sections])))
+
+    def build_rows(self, recipient: Recipient, edition: date, rows: list[tuple[int, str, int, tuple[str, ...]]],
+                   weekly: bool = False, *, order: list[str] | None = None,
+                   digest_id: int | None = None) -> DigestContent:
+        """``build`` from the digest's ledger sections, (row id, section, shown, paper ids) each
+        (digest.store.ledger.section_rows): the Section of a row is built once and shared by
+        every digest that carries it (keyed by the whole row: an id alone could be reused)."""
+        if len({r[1] for r in rows}) != len(rows):      # one section in two rows: merge them as build does
+            items = [PlannedItem(pid, name, pos, pos < shown) for _, name, shown, papers in rows
+                     for pos, pid in enumerate(papers)]
+            return self.build(recipient, edition, items, weekly, order=order, digest_id=digest_id)
+        rank = {tid: i for i, tid in enumerate(dict.fromkeys(order or ()))}
+        known = self._rows
+        sections = []
+        for row in sorted(rows, key=lambda r: section_order(r[1], 0, "", rank)):
+            sec = known.get(row)
+            if sec is None:
+                if len(known) >= ROWS_KEPT:
+                    known.clear()
+                _, name, shown, papers = row
+                sec = known[row] = self._section(name, [(pid, pos < shown) for pos, pid in enumerate(papers)])
+            sections.append(sec)
+        return self._content(recipient, edition, sections, weekly, digest_id,
+                             (self._epoch, tuple([s.cache_key for s in sections])))
+
+    def _section(self, sid: str, entries: list[tuple[str, bool]]) -> Section:
+        """The section ``sid`` of papers (paper id, shown) in order; read-only once made."""
+        name = self._names.get(sid)
+        if name is None:
+            name = self._names[sid] = section_name(sid, self.topic_names)
+        sec = Section(topic_id=sid, name=name, papers=[])
+        shown = self._shown
+        for paper_id, is_shown in entries:
+            if not is_shown:
+                sec.more += 1
+                continue
+            item = shown.get((paper_id, sid))
+            if item is None:
+                base = self.papers.get(paper_id)
+                if base is None:
                     continue
-                item = shown.get((it.paper_id, sid))
-                if item is None:
-                    base = self.papers.get(it.paper_id)
-                    if base is None:
-                        continue
-                    score, matched = self.reasons.get((it.paper_id, sid), (0.0, []))
-                    item = shown[(it.paper_id, sid)] = PaperItem(
-                        **{**base.__dict__, "matched": matched, "score": score})
-                sec.papers.append(item)
-        keys = []
-        for s in sections.values():
-            s.cache_key = (self._epoch, s.topic_id, s.more, tuple([p.paper_id for p in s.papers]))
-            keys.append(s.cache_key)
-        key = (self._epoch, tuple(keys))
+                score, matched = self.reasons.get((paper_id, sid), (0.0, []))
+                item = shown[(paper_id, sid)] = PaperItem(**{**base.__dict__, "matched": matched, "score": score})
+            sec.papers.append(item)
+        sec.cache_key = (self._epoch, sid, sec.more, tuple([p.paper_id for p in sec.papers]))
+        return sec
+
+    def _content(self, recipient: Recipient, edition: date, sections: list[Section], weekly: bool,
+                 digest_id: int | None, key: tuple) -> DigestContent:
+        from digest.tokens import digest_url, preferences_url, unsubscribe_url
+
         return DigestContent(
-            recipient=recipient, edition=edition, sections=list(sections.values()), weekly=weekly,
+            recipient=recipient, edition=edition, sections=sections, weekly=weekly,
             unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id, recipient.link_secret),
             preferences_url=preferences_url(self.settings, recipient.subscriber_id, recipient.link_secret),
             cache_key=key,

@@ -91,24 +91,28 @@ def decode_ids(text: str | None) -> list[int]:
     return [int(x) for x in text.split(",")] if text else []
 
 
-def load_sections(conn, ids: Iterable[int]) -> dict[int, list[PlannedItem]]:
-    """Section id -> its items (shared lists: do not change them)."""
+def section_rows(conn, ids: Iterable[int]) -> dict[int, tuple[str, int, tuple[str, ...]]]:
+    """Section id -> (section, how many shown, paper ids in order)."""
     wanted = sorted(set(ids))
-    out: dict[int, list[PlannedItem]] = {}
+    out: dict[int, tuple[str, int, tuple[str, ...]]] = {}
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start:start + CHUNK]
         # ids are ints: a literal list, no bound parameters (fast, and no variable limit)
         for sid, name, shown, papers in conn.exec_driver_sql(
                 "SELECT id, section, shown, papers FROM ledger_sections "
                 f"WHERE id IN ({', '.join(str(int(i)) for i in chunk)})"):
-            out[sid] = [PlannedItem(pid, name, pos, pos < shown) for pos, pid in enumerate(papers.split())]
+            out[sid] = (name, shown, tuple(papers.split()))
     return out
 
 
-def items_of(session_or_conn, digest_ids: Iterable[int]) -> dict[int, list[PlannedItem]]:
-    """Digest id -> the items it carried (shown and counted), section by section in planned
-    order: two queries per 2,000 digests, each distinct section decoded once."""
-    conn = session_or_conn.connection() if isinstance(session_or_conn, Session) else session_or_conn
+def load_sections(conn, ids: Iterable[int]) -> dict[int, list[PlannedItem]]:
+    """Section id -> its items (shared lists: do not change them)."""
+    return {sid: [PlannedItem(pid, name, pos, pos < shown) for pos, pid in enumerate(papers)]
+            for sid, (name, shown, papers) in section_rows(conn, ids).items()}
+
+
+def digest_sections(conn, digest_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Digest id -> the ids of the sections it carried, in planned order."""
     ids = sorted({int(i) for i in digest_ids})
     refs: dict[int, list[int]] = {}
     for start in range(0, len(ids), CHUNK):
@@ -116,6 +120,14 @@ def items_of(session_or_conn, digest_ids: Iterable[int]) -> dict[int, list[Plann
         for did, text in conn.exec_driver_sql(
                 f"SELECT id, sections FROM digests WHERE id IN ({', '.join(str(i) for i in chunk)})"):
             refs[did] = decode_ids(text)
+    return refs
+
+
+def items_of(session_or_conn, digest_ids: Iterable[int]) -> dict[int, list[PlannedItem]]:
+    """Digest id -> the items it carried (shown and counted), section by section in planned
+    order: two queries per 2,000 digests, each distinct section decoded once."""
+    conn = session_or_conn.connection() if isinstance(session_or_conn, Session) else session_or_conn
+    refs = digest_sections(conn, digest_ids)
     sections = load_sections(conn, (s for lst in refs.values() for s in lst))
     out: dict[int, list[PlannedItem]] = {}
     for did, lst in refs.items():
