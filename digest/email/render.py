@@ -100,8 +100,8 @@ class Renderer:
         self._layouts: dict[str, list[str]] = {}
         # recipient slots: plain words that pass autoescaping, MJML and URL fields unchanged
         self._slot_prefix = f"pdslot{secrets.token_hex(8)}n"
-        # 0-3: the recipient's (_recipient); 4-6: the digest's own lines of its head (_OWN), so
-        # the layout around the sections is shared by digests that differ in them
+        # 0-3: the recipient's (_recipient); then the digest's own lines around its sections
+        # (_OWN), so that layout is shared by digests that differ only in them
         self._slots = tuple(f"{self._slot_prefix}{k}x" for k in range(4 + len(_OWN)))
         self._contents: dict[tuple, _Shared | None] = {}
         self._contents_weight = 0
@@ -639,11 +639,10 @@ class Renderer:
         )
 
 
-# the fields of a DigestView its layout shows around the sections (not the sections, nor the
-# sizes the budget counts)
-# the lines of the head that differ between digests of the same topics (counts, the first title):
-# slots in the frame, filled like the recipient's
-_OWN = ("preheader", "headline", "topics_line")
+# what the layout around the sections shows of the content (counts, the first title, the
+# topics): slots in the frame, filled like the recipient's. The frame is keyed by the view's
+# other fields (not its sections, nor the sizes the budget counts)
+_OWN = ("preheader", "headline", "topics_line", "topic_names")
 _FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(DigestView)
                       if f.name not in ("all_sections", "sections", "papers_chars", "papers_extra", "subject", *_OWN))
 
