@@ -33,6 +33,7 @@ from digest import clock
 from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
 from digest.store.models import Digest, Subscriber, open_digest
+from digest.store.db import WriterQueue
 from digest.store.ledger import digest_sections, section_rows
 from digest.store.settings import Settings
 
@@ -433,6 +434,7 @@ class _Ledger:
         self.engine = engine
         self.pending: list = []      # records not yet committed; kept until a commit succeeds
         self._written = False        # ... and already executed in the open transaction
+        self.queue = WriterQueue(engine)   # held from a transaction's first statement to its end
 
     def __enter__(self) -> "_Ledger":
         self.conn = self.engine.connect()
@@ -453,6 +455,7 @@ class _Ledger:
             log.error("event=outcome-not-recorded pending=%d error=%s", len(self.pending),
                       str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
         finally:
+            self.queue.close()
             self.conn.close()
 
     def later(self, statement, params: dict) -> None:
@@ -460,6 +463,7 @@ class _Ledger:
 
     def execute(self, statement, params: dict):
         try:
+            self.queue.take()
             self._write_pending()
             return self.conn.execute(statement, params)
         except Exception:
@@ -468,11 +472,15 @@ class _Ledger:
 
     def commit(self) -> None:
         try:
+            if self.pending and not self._written:
+                self.queue.take()
             self._write_pending()
             self.conn.commit()
         except Exception:
             self._rollback()
             raise
+        finally:
+            self.queue.give_back()
         self.pending, self._written = [], False
 
     def _write_pending(self) -> None:
@@ -489,6 +497,8 @@ class _Ledger:
             self.conn.rollback()
         except Exception:
             self._reopen()
+        finally:
+            self.queue.give_back()
 
     def _reopen(self) -> None:
         self._written = False

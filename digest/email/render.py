@@ -211,6 +211,10 @@ class Renderer:
             pass
         self._apply(shared.view, cap, None)
         part = parts[key] = self._assemble_text(shared) if level is None else self._assemble_html(shared, level)
+        if part is not None:        # its list of pieces (the pieces themselves are cached and weighed apart)
+            weight = 256 + 16 * len(part.pieces)
+            shared.weight += weight
+            self._contents_weight += weight
         return part
 
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:

@@ -87,22 +87,44 @@ class Slotted:
         text = "".join(out)
         return text[:-1] if self.newline_added else text
 
-    def encoded(self, values: tuple[str, ...], encode, encoded_values: list[bytes] | None = None) -> bytes:
-        """``encode`` (whole lines -> bytes) of the filled part, final newline included; lines
-        with slots are pieces of ``qp_fragment`` (``encoded_values``: the values through it)."""
+    def encoded(self, values: tuple[str, ...], encode) -> bytes:
+        """``encode`` (whole lines -> bytes) of the filled part, final newline included."""
+        encoded_values = [qp_fragment(v) for v in values]
+        return b"".join([x if type(x) is bytes else encoded_values[x] for x in self.encoded_pieces(encode)])
+
+    def encoded_pieces(self, encode) -> list:
+        """The part's encoding with slots left as their numbers: ``encode`` of the blocks of
+        whole lines; in a line with slots, the text around them through ``qp_fragment`` (each
+        piece ends in a soft line break). Adjacent bytes are joined."""
         cached = self._encoded
         if cached is None or self._encoder is not encode:
-            cached = self._encoded = []
+            pieces: list = []
             for b in self.blocks:
                 if type(b) is str:
-                    cached.append(encode(b))
+                    pieces.append(encode(b))
                 else:        # (text, slot, ..., text + newline): the texts encoded, slots as ints
-                    cached.extend([qp_fragment(x) if i % 2 == 0 else x for i, x in enumerate(b[:-1])])
-                    cached.append(encode(b[-1]))
+                    pieces.extend([qp_fragment(x) if i % 2 == 0 else x for i, x in enumerate(b[:-1])])
+                    pieces.append(encode(b[-1]))
+            cached = self._encoded = _joined(pieces)
             self._encoder = encode
-        if encoded_values is None:
-            encoded_values = [qp_fragment(v) for v in values]
-        return b"".join([x if type(x) is bytes else encoded_values[x] for x in cached])
+        return cached
+
+
+def _joined(pieces: list) -> list:
+    """``pieces`` (bytes and slot numbers) with each run of adjacent bytes joined into one."""
+    out: list = []
+    run: list[bytes] = []
+    for x in pieces:
+        if type(x) is bytes:
+            run.append(x)
+        else:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(x)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class Assembled:
@@ -114,7 +136,7 @@ class Assembled:
 
     def __init__(self, pieces: list):
         self.pieces = pieces
-        self.nbytes = sum(p.nbytes - p.newline_added for p in pieces)
+        self.nbytes = sum([p.nbytes - p.newline_added for p in pieces])
         self.counts = [sum(c) for c in zip(*[p.counts for p in pieces])]
 
     def size(self, values: tuple[str, ...]) -> int:
@@ -128,8 +150,9 @@ class Assembled:
         return "".join([p.fill(values) for p in self.pieces])
 
     def encoded(self, values: tuple[str, ...], encode) -> bytes:
-        encoded_values = [qp_fragment(v) for v in values]
-        return b"".join([p.encoded(values, encode, encoded_values) for p in self.pieces])
+        # one join over the pieces' cached encodings (not a copy kept per digest: memory)
+        ev = [qp_fragment(v) for v in values]
+        return b"".join([x if type(x) is bytes else ev[x] for p in self.pieces for x in p.encoded_pieces(encode)])
 
 
 def _whole_lines(text: str) -> str:

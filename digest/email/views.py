@@ -41,7 +41,7 @@ class _Shared:
         self.own_html: tuple = ()
         # its own pieces (head and tail) and their encodings, roughly; sections are counted
         # in the section cache
-        self.weight = 1024
+        self.weight = 4096               # the view and its sections' views, roughly
 
 
 class _SectionEntry:
