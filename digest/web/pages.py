@@ -8,9 +8,12 @@
                                reader's vote pressed). ?vote=<paper>&topic=<section>&v=yes|no
                                (the email's vote links) adds a box with one button to confirm:
                                a GET never records anything (mail scanners open every link).
-    POST /digest/{token}       records a vote (paper, topic, v; CSRF checked, rate-limited
-                               per digest), then redirects (303) to ?noted=...#vote: the page
-                               with "Thanks, noted" at that paper.
+                               A paper of a topic section also has "Belongs in: <other topic>
+                               [Move]" (also in a "Not for me" box); the reader's move is shown.
+    POST /digest/{token}       records a vote (paper, topic, v, optional other: the topic the
+                               paper belongs in; CSRF checked, rate-limited per digest), then
+                               redirects (303) to ?noted=...#vote: the page with "Thanks,
+                               noted" at that paper.
     GET /topics/{id}           public: a topic's papers of the last TOPIC_DAYS days, by day
     GET /topics/{id}.atom      the same as an Atom feed (digest/web/feeds.py)
 
@@ -81,6 +84,12 @@ class PaperRow:
     vote: bool | None = None    # the reader's vote on this paper in this topic
     ask: str = ""               # "yes" / "no": the email link asks to confirm this vote
     noted: bool = False         # the vote was just recorded
+    # "Belongs in <other topic>": the choices (id, name; empty: no move form), the select's
+    # element id, and the reader's move (topic id and name)
+    moves: list = field(default_factory=list)
+    move_id: str = ""
+    moved_id: str = ""
+    moved: str = ""
 
 
 @dataclass
@@ -230,6 +239,23 @@ def topic_papers(settings: Settings, topic_id: str, *, days: int = TOPIC_DAYS,
     return out, newest
 
 
+def add_moves(sections: list[PageSection], names: dict[str, str], moves: dict[tuple[str, str], str]) -> None:
+    """The "Belongs in" choices of every paper in a topic section (the config's other topics, by
+    name; one list per section, shared by its papers) and the reader's moves."""
+    shown = {tid: clean_text(name, 80) or tid for tid, name in names.items() if tid != "trending"}
+    for n, sec in enumerate(sections):
+        choices = None
+        for k, p in enumerate(sec.papers):
+            if not p.section or p.section.startswith(ASK):
+                continue
+            if choices is None:
+                choices = [(tid, name) for tid, name in shown.items() if tid != p.section]
+            p.moves, p.move_id = choices, f"mv-{n}-{k}"
+            other = moves.get((p.paper_id, p.section))
+            if other:
+                p.moved_id, p.moved = other, shown.get(other) or clean_text(other, 80)
+
+
 # ------------------------------------------------------------------------------ HTTP
 
 
@@ -282,6 +308,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         found["trending"] = "Trending on Hugging Face"
         return found
 
+    def topic_ids() -> set[str]:
+        return {t.id for t in topics()}
+
     def html(request: Request, template: str, last_modified, cache_control: str, status: int = 200,
              etag: str | None = None, **ctx):
         body = env.get_template(template).render(site_name=site_name, **ctx).encode("utf-8")
@@ -313,9 +342,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
         etag, last_modified = stamp
         csrf, new_cookie = forms.token(request) if forms is not None else ("", None)
-        votes = await run_in_threadpool(reader_votes, settings, digest_id) if forms is not None else {}
-        # the body also holds the form's CSRF token and the reader's votes
-        seed = repr((etag, csrf, sorted(votes.items()), request.url.query))
+        votes, moves = await run_in_threadpool(reader_votes, settings, digest_id) if forms is not None else ({}, {})
+        # the body also holds the form's CSRF token and the reader's votes and moves
+        seed = repr((etag, csrf, sorted(votes.items()), sorted(moves.items()), request.url.query))
         etag = '"' + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32] + '"'
         cache = "private, no-cache"
         if asked or noted:
@@ -328,6 +357,8 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         rows = {(p.paper_id, p.section): p for s in data["sections"] for p in s.papers if p.section}
         for (paper_id, section), p in rows.items():
             p.vote = votes.get((paper_id, topic_of(section)))
+        if forms is not None:
+            add_moves(data["sections"], topic_names, moves)
         if asked:
             paper_id, section, value = (str(x or "") for x in asked)
             p = rows.get((paper_id, section))
@@ -360,8 +391,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         if not vote_limit.hit(str(token.subject_id)):
             return not_found(request, "Too many requests", "Please wait an hour and try again.", 429)
         try:
+            known_ids = await run_in_threadpool(topic_ids)
             paper_id, section = await run_in_threadpool(cast_vote, settings, token, form.get("paper"),
-                                                        form.get("topic"), form.get("v"))
+                                                        form.get("topic"), form.get("v"), form.get("other"), known_ids)
         except VoteRefused as exc:
             return not_found(request, "This vote was not recorded", str(exc), exc.status)
         back = f"{request.url.path}?{urlencode({'noted': paper_id, TOPIC: section}, quote_via=quote)}#{ANCHOR}"
