@@ -33,6 +33,7 @@ from typing import Callable
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -84,11 +85,10 @@ class PaperRow:
     vote: bool | None = None    # the reader's vote on this paper in this topic
     ask: str = ""               # "yes" / "no": the email link asks to confirm this vote
     noted: bool = False         # the vote was just recorded
-    # "Belongs in <other topic>": the choices (id, name; empty: no move form), the select's
-    # element id, and the reader's move (topic id and name)
-    moves: list = field(default_factory=list)
+    # "Belongs in <other topic>": the select's options (HTML; empty: no move form), its element
+    # id, and the reader's move (the other topic's name)
+    move_options: str = ""
     move_id: str = ""
-    moved_id: str = ""
     moved: str = ""
 
 
@@ -240,20 +240,30 @@ def topic_papers(settings: Settings, topic_id: str, *, days: int = TOPIC_DAYS,
 
 
 def add_moves(sections: list[PageSection], names: dict[str, str], moves: dict[tuple[str, str], str]) -> None:
-    """The "Belongs in" choices of every paper in a topic section (the config's other topics, by
-    name; one list per section, shared by its papers) and the reader's moves."""
+    """The "Belongs in" options of every paper in a topic section (the config's other topics, by
+    name) and the reader's moves. The options are escaped HTML made once per section and shared
+    by its papers: 200 papers x 50 topics would be 10,000 template loop turns."""
     shown = {tid: clean_text(name, 80) or tid for tid, name in names.items() if tid != "trending"}
+
+    def options(choices, selected=None) -> Markup:
+        return Markup("".join(f'<option value="{escape(tid)}"{" selected" if tid == selected else ""}>{escape(name)}</option>'
+                              for tid, name in choices))
+
     for n, sec in enumerate(sections):
-        choices = None
+        choices = plain = None
         for k, p in enumerate(sec.papers):
             if not p.section or p.section.startswith(ASK):
                 continue
             if choices is None:
                 choices = [(tid, name) for tid, name in shown.items() if tid != p.section]
-            p.moves, p.move_id = choices, f"mv-{n}-{k}"
+                plain = options(choices)
+            if not choices:
+                continue
+            p.move_options, p.move_id = plain, f"mv-{n}-{k}"
             other = moves.get((p.paper_id, p.section))
             if other:
-                p.moved_id, p.moved = other, shown.get(other) or clean_text(other, 80)
+                p.moved = shown.get(other) or clean_text(other, 80)
+                p.move_options = options(choices, other)
 
 
 # ------------------------------------------------------------------------------ HTTP
