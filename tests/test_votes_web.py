@@ -425,7 +425,11 @@ def test_a_move_is_refused_unless_it_names_another_topic_of_the_config(live):
         r = c.post(view, data=dict(form, other="efficient-attention"))
         assert r.status_code == 303, r.text[:300]
         assert moves(s) == [(sid, "2611.00100", "medical-segmentation", False, "efficient-attention")]
-        # "Not for me" without `other` clears the move
+        moved = c.get(view)
+        assert "Noted: belongs in Efficient attention." in moved.text
+        # "Not for me" without `other` clears the move; the page's ETag follows the move, not only the vote
         r = c.post(view, data={k: v for k, v in form.items() if k != "other"})
         assert r.status_code == 303
         assert moves(s) == [(sid, "2611.00100", "medical-segmentation", False, None)]
+        cleared = c.get(view, headers={"If-None-Match": moved.headers["etag"]})
+        assert cleared.status_code == 200 and "Noted: belongs in" not in cleared.text
