@@ -401,7 +401,7 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         if not vote_limit.hit(str(token.subject_id)):
             return not_found(request, "Too many requests", "Please wait an hour and try again.", 429)
         try:
-            known_ids = await run_in_threadpool(topic_ids)
+            known_ids = await run_in_threadpool(topic_ids) if form.get("other") is not None else set()
             paper_id, section = await run_in_threadpool(cast_vote, settings, token, form.get("paper"),
                                                         form.get("topic"), form.get("v"), form.get("other"), known_ids)
         except VoteRefused as exc:
