@@ -305,3 +305,38 @@ def test_the_scheduler_retrains_on_its_schedule(settings, config_dir):
     with session_scope(settings) as session:
         rows = session.scalars(select(TopicModel)).all()
         assert len(rows) == 1 and set(rows[0].model["topics"]) == {"segmentation"}
+
+
+def test_report_counts_papers_readers_moved_to_another_topic(settings, config_dir):
+    """"Belongs in <other topic>" votes, per section topic and target: papers and votes in the
+    report's window (an old move and a cleared move are not counted), in `digest topics report`."""
+    from digest.topics.report import topic_health
+
+    text = TOPICS.read_text(encoding="utf-8") + (
+        "  - id: remote-sensing\n    name: Remote sensing\n    keywords: [satellite images, remote sensing]\n")
+    (config_dir / "topics.yaml").write_text(text, encoding="utf-8")
+    config = load_topics(config_dir / "topics.yaml")
+    now = clock.now()
+    sat = [learn_data.satellite(i) for i in range(4)]
+    quant = learn_data.quantization(1)
+    with session_scope(settings) as session:
+        _store(session, sat + [quant], now - timedelta(hours=1))
+        ada, bob, cy = (add_subscriber(session, f"{n}@example.org", ["segmentation"]).id for n in ("ada", "bob", "cy"))
+        for sub, paper in ((ada, sat[0]), (bob, sat[0]), (ada, sat[1]), (cy, sat[2])):
+            record_vote(session, sub, paper["id"], "segmentation", False, other_topic="remote-sensing")
+        record_vote(session, bob, quant["id"], "segmentation", False, other_topic="compression")
+        record_vote(session, cy, sat[2]["id"], "segmentation", False)          # cy changed her mind: no move
+        old = record_vote(session, ada, sat[3]["id"], "segmentation", False, other_topic="remote-sensing")
+        old.updated_at = now - timedelta(days=40)                              # outside the window
+    with session_scope(settings) as session:
+        health = {h.topic_id: h for h in topic_health(session, config, days=30)}
+    assert health["segmentation"].moved == [("remote-sensing", 2, 3), ("compression", 1, 1)]
+    assert health["segmentation"].votes == 5 and health["segmentation"].relevant == 0
+    assert health["compression"].moved == health["remote-sensing"].moved == []
+    with session_scope(settings) as session:
+        health = {h.topic_id: h for h in topic_health(session, config, days=60)}
+    assert health["segmentation"].moved == [("remote-sensing", 3, 4), ("compression", 1, 1)]
+    report = _cli("topics", "report", "--days", "30")
+    assert report.returncode == 0, report.stderr
+    assert "readers moved" in report.stdout
+    assert "2 papers to remote-sensing (3 votes)" in report.stdout and "1 paper to compression" in report.stdout

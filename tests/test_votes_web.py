@@ -264,3 +264,172 @@ def test_a_question_is_answered_yes_for_its_topic(live):
         assert 'value="yes" aria-pressed="true"' in plain.text
         assert c.get(view, headers={"If-None-Match": plain.headers["etag"]}).status_code == 304
         assert c.get(view, headers={"If-None-Match": page.headers["etag"]}).status_code == 200
+
+
+VQA_CT = "Tumor segmentation as visual question answering with a vision-language model"
+
+
+def moves(s) -> list[tuple]:
+    with session_scope(s) as session:
+        return sorted((v.subscriber_id, v.paper_id, v.topic_id, v.relevant, v.other_topic)
+                      for v in session.scalars(select(Vote)))
+
+
+def test_belongs_in_another_topic_from_the_email_and_the_page(live, sink, browser):
+    """Ada follows the email's "Not for me" link of a paper that is really about vision-language
+    models, picks that topic in the box and presses Move: a "Not for me" vote for medical
+    segmentation that names the other topic; the page says so; learning counts the paper as
+    relevant to vision-language. A later plain vote clears the move."""
+    from digest.topics.current import current_topics
+    from digest.topics.learn_store import stored_labels
+
+    s, url = live
+    now = app_clock.now()
+    with session_scope(s) as session:
+        add_paper(session, "2611.00100", title=LIVER, seen=now - timedelta(hours=2),
+                  abstract="We segment tumors in CT scans of the liver with a U-Net for the clinical diagnosis "
+                           "of patients in hospital radiology.")
+        add_paper(session, "2611.00600", title=VQA_CT, seen=now - timedelta(hours=2),
+                  abstract="A vision-language model with a U-Net image encoder answers clinical questions about "
+                           "CT scans: visual question answering for radiology.")
+        ada = add_subscriber(session, "ada@example.org", ["medical-segmentation"]).id
+    assert send_now(s, ingest=False).send.sent == 1
+    links = vote_links(html_part(mail_to(sink, "ada@example.org")))
+    assert set(links) == {(p, label) for p in ("2611.00100", "2611.00600") for label in ("Relevant", "Not for me")}, links
+    with session_scope(s) as session:
+        digest = session.scalars(select(Digest).where(Digest.subscriber_id == ada)).one()
+        view = tokens.digest_url(s, digest.id, session.get(Subscriber, ada).link_secret)
+
+    page = browser.new_page(viewport={"width": 375, "height": 900})
+    try:
+        page.goto(links[("2611.00600", "Not for me")])
+        box = page.locator("#vote")
+        assert moves(s) == []                                   # GET records nothing
+        other = box.get_by_label(f"Or it belongs in another topic: {VQA_CT}")
+        # the other topics of the config, by name (not the section's own)
+        assert other.locator("option").all_inner_texts() == ["Choose a topic", "Vision-language models",
+                                                              "Efficient attention"]
+        assert box.get_by_role("button", name="Mark as not for me").is_visible()   # the plain button stays
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert serious(page) == [], f"'Not for me' box with 'Belongs in' ({scheme})"
+        page.emulate_media(color_scheme="light")
+        page.screenshot(path=str(ARTIFACTS / "votes-move-confirm-375.png"))
+        # Move with no topic chosen: the browser asks for one, nothing is sent
+        box.get_by_role("button", name=f"Move: {VQA_CT}").click()
+        assert other.evaluate("e => e.validity.valueMissing") and moves(s) == []
+        other.select_option(label="Vision-language models")
+        with page.expect_navigation():
+            box.get_by_role("button", name=f"Move: {VQA_CT}").click()
+        assert moves(s) == [(ada, "2611.00600", "medical-segmentation", False, "vision-language")]
+        assert "noted=2611.00600" in page.url and page.url.endswith("#vote")
+        assert page.locator("#vote").inner_text() == \
+            "Thanks, noted: belongs in Vision-language models, not in Medical image segmentation."
+        assert page.get_by_role("button", name=f"Not for me: {VQA_CT}").get_attribute("aria-pressed") == "true"
+
+        # the plain page keeps showing the reader's move, its topic selected
+        page.goto(view)
+        vqa = page.locator("#p-2611\\.00600")
+        assert vqa.locator(".moved").inner_text() == "Noted: belongs in Vision-language models."
+        assert vqa.get_by_label(f"Belongs in another topic: {VQA_CT}").input_value() == "vision-language"
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert serious(page) == [], f"digest page with a move ({scheme})"
+        page.emulate_media(color_scheme="light")
+        page.screenshot(path=str(ARTIFACTS / "votes-move-page-375.png"), full_page=True)
+
+        # the page's own form: move the liver paper, then change the vote back to Relevant
+        liver = page.locator("#p-2611\\.00100")
+        assert liver.locator(".moved").count() == 0
+        liver.get_by_label(f"Belongs in another topic: {LIVER}").select_option("efficient-attention")
+        with page.expect_navigation():
+            liver.get_by_role("button", name=f"Move: {LIVER}").click()
+        assert (ada, "2611.00100", "medical-segmentation", False, "efficient-attention") in moves(s)
+        assert page.locator("#vote").inner_text() == \
+            "Thanks, noted: belongs in Efficient attention, not in Medical image segmentation."
+        with page.expect_navigation():
+            page.get_by_role("button", name=f"Relevant: {LIVER}").click()
+        assert moves(s) == [(ada, "2611.00100", "medical-segmentation", True, None),
+                            (ada, "2611.00600", "medical-segmentation", False, "vision-language")]
+        assert page.locator("#vote").inner_text() == "Thanks, noted: relevant to Medical image segmentation."
+        liver = page.locator("#p-2611\\.00100")
+        assert liver.locator(".moved").count() == 0
+        assert liver.get_by_label(f"Belongs in another topic: {LIVER}").input_value() == ""
+    finally:
+        page.close()
+
+    # learning: the moved paper is a "not relevant" label for the section's topic and a
+    # relevant one for the topic it belongs in; the liver paper's old move is gone
+    config, _ = current_topics(s)
+    with session_scope(s) as session:
+        labels = {(lb.paper.id, lb.topic_id, lb.relevant) for lb in stored_labels(session, config)}
+    assert labels == {("2611.00600", "medical-segmentation", False), ("2611.00600", "vision-language", True),
+                      ("2611.00100", "medical-segmentation", True)}
+
+
+def test_a_move_is_refused_unless_it_names_another_topic_of_the_config(live):
+    """Plain HTTP: "belongs in" must name a topic of the current config other than the
+    section's, from a topic section, as a "Not for me"; else 400, one line, nothing recorded.
+    A bad token or CSRF token refuses it as any vote."""
+    s, url = live
+    now = app_clock.now()
+    with session_scope(s) as session:
+        add_paper(session, "2611.00100", title=LIVER, seen=now - timedelta(hours=2))
+        add_paper(session, "2611.00700", title="Counting cells in microscopy", seen=now - timedelta(hours=2))
+        sub = add_subscriber(session, "ada@example.org", ["medical-segmentation"])
+        carried = [PlannedItem("2611.00100", "medical-segmentation", 0, True),
+                   PlannedItem("2611.00700", "ask:medical-segmentation", 0, True)]
+        ids = upsert_sections(session.connection(), section_keys(carried), now.date())
+        digest = Digest(subscriber_id=sub.id, edition=now.date(), status="sent", planned_at=now, sent_at=now,
+                        sections=encode_ids(ids[k] for k in section_keys(carried)))
+        session.add(digest)
+        session.flush()
+        sid, view = sub.id, tokens.digest_url(s, digest.id, sub.link_secret)
+    with httpx.Client(timeout=20) as c:
+        page = c.get(view)
+        assert page.status_code == 200
+        # one move form, for the topic section's paper; none under the question
+        assert page.text.count('name="other"') == 1 and 'aria-label="Move: Counting cells' not in page.text
+        form = {"csrf_token": CSRF_RE.search(page.text).group(1), "paper": "2611.00100",
+                "topic": "medical-segmentation", "v": "no", "other": "vision-language"}
+        tok = view.rsplit("/", 1)[1]
+        tampered = view[:-60] + tok[:30] + ("A" if tok[30] != "A" else "B") + tok[31:]
+        refused = [
+            (view, dict(form, other="no-such-topic"), 400, "There is no topic 'no-such-topic' to move the paper to."),
+            (view, dict(form, other="medical-segmentation"), 400, "The paper is already in that topic"),
+            (view, dict(form, other="trending"), 400, "There is no topic 'trending'"),
+            (view, dict(form, other=""), 400, "Choose the topic this paper belongs in."),
+            (view, dict(form, v="yes"), 400, "is a 'Not for me' vote (v=no) for this one"),
+            (view, dict(form, paper="2611.00700", topic="ask:medical-segmentation"), 400, "not from a question"),
+            (view, dict(form, other='<b>x</b>\n"y"'), 400, "There is no topic '<b>x</b>?\"y\"' to move"),
+            (tampered, form, 400, "This link is not valid"),
+            (view, dict(form, csrf_token="0" * 64), 403, "This form has expired"),
+            (view, {k: v for k, v in form.items() if k != "csrf_token"}, 403, "This form has expired"),
+        ]
+        for target, data, status, message in refused:
+            r = c.post(target, data=data)
+            assert r.status_code == status, (data, r.status_code, r.text[:300])
+            assert message in htmlmod.unescape(r.text) and "Traceback" not in r.text, (data, r.text[:600])
+            assert "<b>x" not in r.text                     # escaped
+        assert moves(s) == []
+        # a topic that left the config is no longer offered nor accepted
+        topics_file = s.topics_file
+        text = topics_file.read_text(encoding="utf-8")
+        cut = text.index("  - id: vision-language")
+        topics_file.write_text(text[:cut] + text[text.index("  - id: efficient-attention"):], encoding="utf-8")
+        page = c.get(view)
+        assert 'value="vision-language"' not in page.text and 'value="efficient-attention"' in page.text
+        r = c.post(view, data=form)
+        assert r.status_code == 400 and "There is no topic 'vision-language'" in htmlmod.unescape(r.text)
+        assert moves(s) == []
+        r = c.post(view, data=dict(form, other="efficient-attention"))
+        assert r.status_code == 303, r.text[:300]
+        assert moves(s) == [(sid, "2611.00100", "medical-segmentation", False, "efficient-attention")]
+        moved = c.get(view)
+        assert "Noted: belongs in Efficient attention." in moved.text
+        # "Not for me" without `other` clears the move; the page's ETag follows the move, not only the vote
+        r = c.post(view, data={k: v for k, v in form.items() if k != "other"})
+        assert r.status_code == 303
+        assert moves(s) == [(sid, "2611.00100", "medical-segmentation", False, None)]
+        cleared = c.get(view, headers={"If-None-Match": moved.headers["etag"]})
+        assert cleared.status_code == 200 and "Noted: belongs in" not in cleared.text

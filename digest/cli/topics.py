@@ -175,7 +175,8 @@ def report_cmd(
 ) -> None:
     """Topic health: per topic, papers shown, votes, precision from votes, the most disliked
     papers with what matched them, words that separate liked from disliked papers (suggested
-    keywords and excludes) and the topics that catch the same papers.
+    keywords and excludes), the topics that catch the same papers and the topics readers moved
+    papers to ("belongs in <other topic>").
 
     Example: digest topics report --days 14
     """
@@ -183,7 +184,7 @@ def report_cmd(
     from rich.table import Table
 
     from digest.store.db import session_scope
-    from digest.topics.report import topic_health
+    from digest.topics.report import moved_line, topic_health
 
     config = _load(file)
     try:
@@ -193,7 +194,7 @@ def report_cmd(
         _fail(f"error: cannot read the database: {exc}")
     table = Table(title=f"Topic health, last {days} days")
     for col in ("topic", "shown", "votes", "precision", "most disliked (what matched)", "suggested keywords",
-                "suggested excludes", "shares papers with"):
+                "suggested excludes", "shares papers with", "readers moved"):
         table.add_column(col, justify="right" if col in ("shown", "votes", "precision") else "left")
     for h in health:
         table.add_row(
@@ -201,7 +202,8 @@ def report_cmd(
             "-" if h.precision is None else f"{h.precision:.2f}",
             "\n".join(f"{pid} x{n}: {title[:50]} ({', '.join(m[:3])})" for pid, title, n, m in h.disliked[:3]) or "-",
             ", ".join(h.suggest_keywords) or "-", ", ".join(h.suggest_excludes) or "-",
-            ", ".join(f"{t} ({n})" for t, n in h.overlaps) or "-")
+            ", ".join(f"{t} ({n})" for t, n in h.overlaps) or "-",
+            "\n".join(moved_line(*m) for m in h.moved) or "-")
     Console(width=200).print(table)
 
 

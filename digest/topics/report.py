@@ -28,6 +28,7 @@ class TopicHealth:
     suggest_keywords: list[str] = field(default_factory=list)
     suggest_excludes: list[str] = field(default_factory=list)
     overlaps: list[tuple[str, int]] = field(default_factory=list)  # other topic, papers in both
+    moved: list[tuple[str, int, int]] = field(default_factory=list)  # "belongs in" topic, papers, votes
 
     @property
     def precision(self) -> float | None:
@@ -81,11 +82,17 @@ def topic_health(session, config: TopicConfig, days: int = 30) -> list[TopicHeal
     for tid, pids in per_topic.items():
         if tid in out:
             out[tid].shown = len(pids)
-    votes = session.execute(select(Vote.topic_id, Vote.paper_id, Vote.relevant).where(Vote.updated_at >= since)).all()
+    votes = session.execute(select(Vote.topic_id, Vote.paper_id, Vote.relevant, Vote.other_topic)
+                            .where(Vote.updated_at >= since)).all()
     by_topic: dict[str, list[tuple[str, bool]]] = defaultdict(list)
-    for tid, pid, rel in votes:
+    moved: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # topic -> other -> papers
+    for tid, pid, rel, other in votes:
         if tid in out:
             by_topic[tid].append((pid, bool(rel)))
+            if other:
+                moved[tid][other].append(pid)
+    for tid, targets in moved.items():
+        out[tid].moved = sorted(((o, len(set(p)), len(p)) for o, p in targets.items()), key=lambda x: (-x[1], -x[2], x[0]))
     ids = {pid for rows in by_topic.values() for pid, _ in rows}
     papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(sorted(ids))))} if ids else {}
     matched = {(m.paper_id, m.topic_id): list(m.matched or []) for m in
@@ -117,6 +124,12 @@ def topic_health(session, config: TopicConfig, days: int = 30) -> list[TopicHeal
         h.overlaps.sort(key=lambda x: (-x[1], x[0]))
         h.overlaps = h.overlaps[:3]
     return [out[t.id] for t in config.topics]
+
+
+def moved_line(other: str, papers: int, votes: int) -> str:
+    """"2 papers to vision-language (3 votes)": what readers said belongs in another topic."""
+    text = f"{papers} {'paper' if papers == 1 else 'papers'} to {other}"
+    return text if votes == papers else f"{text} ({votes} votes)"
 
 
 def unhealthy_lines(session, config: TopicConfig, days: int = 30) -> list[str]:

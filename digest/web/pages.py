@@ -8,9 +8,12 @@
                                reader's vote pressed). ?vote=<paper>&topic=<section>&v=yes|no
                                (the email's vote links) adds a box with one button to confirm:
                                a GET never records anything (mail scanners open every link).
-    POST /digest/{token}       records a vote (paper, topic, v; CSRF checked, rate-limited
-                               per digest), then redirects (303) to ?noted=...#vote: the page
-                               with "Thanks, noted" at that paper.
+                               A paper of a topic section also has "Belongs in: <other topic>
+                               [Move]" (also in a "Not for me" box); the reader's move is shown.
+    POST /digest/{token}       records a vote (paper, topic, v, optional other: the topic the
+                               paper belongs in; CSRF checked, rate-limited per digest), then
+                               redirects (303) to ?noted=...#vote: the page with "Thanks,
+                               noted" at that paper.
     GET /topics/{id}           public: a topic's papers of the last TOPIC_DAYS days, by day
     GET /topics/{id}.atom      the same as an Atom feed (digest/web/feeds.py)
 
@@ -30,6 +33,7 @@ from typing import Callable
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -81,6 +85,11 @@ class PaperRow:
     vote: bool | None = None    # the reader's vote on this paper in this topic
     ask: str = ""               # "yes" / "no": the email link asks to confirm this vote
     noted: bool = False         # the vote was just recorded
+    # "Belongs in <other topic>": the select's options (HTML; empty: no move form), its element
+    # id, and the reader's move (the other topic's name)
+    move_options: str = ""
+    move_id: str = ""
+    moved: str = ""
 
 
 @dataclass
@@ -230,6 +239,33 @@ def topic_papers(settings: Settings, topic_id: str, *, days: int = TOPIC_DAYS,
     return out, newest
 
 
+def add_moves(sections: list[PageSection], names: dict[str, str], moves: dict[tuple[str, str], str]) -> None:
+    """The "Belongs in" options of every paper in a topic section (the config's other topics, by
+    name) and the reader's moves. The options are escaped HTML made once per section and shared
+    by its papers: 200 papers x 50 topics would be 10,000 template loop turns."""
+    shown = {tid: clean_text(name, 80) or tid for tid, name in names.items() if tid != "trending"}
+
+    def options(choices, selected=None) -> Markup:
+        return Markup("".join(f'<option value="{escape(tid)}"{" selected" if tid == selected else ""}>{escape(name)}</option>'
+                              for tid, name in choices))
+
+    for n, sec in enumerate(sections):
+        choices = plain = None
+        for k, p in enumerate(sec.papers):
+            if not p.section or p.section.startswith(ASK):
+                continue
+            if choices is None:
+                choices = [(tid, name) for tid, name in shown.items() if tid != p.section]
+                plain = options(choices)
+            if not choices:
+                continue
+            p.move_options, p.move_id = plain, f"mv-{n}-{k}"
+            other = moves.get((p.paper_id, p.section))
+            if other:
+                p.moved = shown.get(other) or clean_text(other, 80)
+                p.move_options = options(choices, other)
+
+
 # ------------------------------------------------------------------------------ HTTP
 
 
@@ -282,6 +318,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         found["trending"] = "Trending on Hugging Face"
         return found
 
+    def topic_ids() -> set[str]:
+        return {t.id for t in topics()}
+
     def html(request: Request, template: str, last_modified, cache_control: str, status: int = 200,
              etag: str | None = None, **ctx):
         body = env.get_template(template).render(site_name=site_name, **ctx).encode("utf-8")
@@ -313,9 +352,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
             return not_found(request, "This digest is no longer here", "It was deleted, or never existed.")
         etag, last_modified = stamp
         csrf, new_cookie = forms.token(request) if forms is not None else ("", None)
-        votes = await run_in_threadpool(reader_votes, settings, digest_id) if forms is not None else {}
-        # the body also holds the form's CSRF token and the reader's votes
-        seed = repr((etag, csrf, sorted(votes.items()), request.url.query))
+        votes, moves = await run_in_threadpool(reader_votes, settings, digest_id) if forms is not None else ({}, {})
+        # the body also holds the form's CSRF token and the reader's votes and moves
+        seed = repr((etag, csrf, sorted(votes.items()), sorted(moves.items()), request.url.query))
         etag = '"' + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32] + '"'
         cache = "private, no-cache"
         if asked or noted:
@@ -328,6 +367,8 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         rows = {(p.paper_id, p.section): p for s in data["sections"] for p in s.papers if p.section}
         for (paper_id, section), p in rows.items():
             p.vote = votes.get((paper_id, topic_of(section)))
+        if forms is not None:
+            add_moves(data["sections"], topic_names, moves)
         if asked:
             paper_id, section, value = (str(x or "") for x in asked)
             p = rows.get((paper_id, section))
@@ -360,8 +401,9 @@ def page_routes(settings: Settings, topics: Callable[[], list], forms=None) -> l
         if not vote_limit.hit(str(token.subject_id)):
             return not_found(request, "Too many requests", "Please wait an hour and try again.", 429)
         try:
+            known_ids = await run_in_threadpool(topic_ids) if form.get("other") is not None else set()
             paper_id, section = await run_in_threadpool(cast_vote, settings, token, form.get("paper"),
-                                                        form.get("topic"), form.get("v"))
+                                                        form.get("topic"), form.get("v"), form.get("other"), known_ids)
         except VoteRefused as exc:
             return not_found(request, "This vote was not recorded", str(exc), exc.status)
         back = f"{request.url.path}?{urlencode({'noted': paper_id, TOPIC: section}, quote_via=quote)}#{ANCHOR}"

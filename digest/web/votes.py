@@ -3,6 +3,9 @@
 A vote names a paper and a section of one digest; it is recorded only when the digest's signed
 link is bound to its subscriber and that digest carried that paper in that section (the same
 ledger rows the page shows). A question section "ask:<topic>" votes on <topic>.
+
+"Belongs in <other topic>" is a "Not for me" vote with ``other``: a topic id of the current
+topics config other than the section's own (learning counts it as relevant there).
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from digest.email.vote_links import votable
 from digest.plan import ASK
 from digest.store.db import session_scope
 from digest.store.ledger import items_of
-from digest.store.models import Digest, Subscriber
-from digest.topics.votes import VoteError, record_vote, votes_of
+from digest.store.models import Digest, Subscriber, Vote
+from digest.topics.votes import VoteError, record_vote
 
 FIELD_MAX = 200     # characters of a paper or section id in a request
 
@@ -33,8 +36,10 @@ def topic_of(section: str) -> str:
     return section[len(ASK):] if section.startswith(ASK) else section
 
 
-def parse_vote(paper, section, value) -> tuple[str, str, bool]:
-    """The paper id, section id and relevance a request names, or VoteRefused (400)."""
+def parse_vote(paper, section, value, other=None, topic_ids=()) -> tuple[str, str, bool, str | None]:
+    """The paper id, section id, relevance and other topic ("belongs in", or None) a request
+    names, or VoteRefused (400). ``other`` is None when the form has no such field; when given it
+    must be one of ``topic_ids`` (the current config's) and not the section's topic."""
     paper, section, value = (str(x or "").strip() for x in (paper, section, value))
     if not paper or len(paper) > FIELD_MAX or not section or len(section) > FIELD_MAX:
         raise VoteRefused(400, "The vote does not name a paper and a topic of this digest.")
@@ -42,21 +47,36 @@ def parse_vote(paper, section, value) -> tuple[str, str, bool]:
         raise VoteRefused(400, "Votes are for topic sections, not for this one.")
     if value not in ("yes", "no"):
         raise VoteRefused(400, "A vote is yes or no.")
-    return paper, section, value == "yes"
+    if other is None:
+        return paper, section, value == "yes", None
+    other = str(other).strip()
+    if section.startswith(ASK):
+        raise VoteRefused(400, "A paper can be moved to another topic from a topic section, not from a question.")
+    if not other:
+        raise VoteRefused(400, "Choose the topic this paper belongs in.")
+    if value != "no":
+        raise VoteRefused(400, "A paper that belongs in another topic is a 'Not for me' vote (v=no) for this one.")
+    if other == section:
+        raise VoteRefused(400, "The paper is already in that topic: choose another one.")
+    if other not in topic_ids:
+        shown = "".join(c if c.isprintable() else "?" for c in other[:64]) + ("…" if len(other) > 64 else "")
+        raise VoteRefused(400, f"There is no topic '{shown}' to move the paper to.")
+    return paper, section, False, other
 
 
-def cast_vote(settings, token: tokens.Token, paper, section, value) -> tuple[str, str]:
+def cast_vote(settings, token: tokens.Token, paper, section, value, other=None, topic_ids=()) -> tuple[str, str]:
     """Record the vote of the digest ``token`` names (one row per reader, paper and topic; a new
-    vote replaces the old). Returns (paper id, section id); VoteRefused when nothing was recorded."""
-    paper_id, section, relevant = parse_vote(paper, section, value)
+    vote replaces the old, and a vote without ``other`` clears an earlier "belongs in"). Returns
+    (paper id, section id); VoteRefused when nothing was recorded."""
+    paper_id, section, relevant, other = parse_vote(paper, section, value, other, topic_ids)
     try:
-        _cast(settings, token, paper_id, section, relevant)
+        _cast(settings, token, paper_id, section, relevant, other)
     except IntegrityError:      # the same vote, twice at once: the second is an update now
-        _cast(settings, token, paper_id, section, relevant)
+        _cast(settings, token, paper_id, section, relevant, other)
     return paper_id, section
 
 
-def _cast(settings, token: tokens.Token, paper_id: str, section: str, relevant: bool) -> None:
+def _cast(settings, token: tokens.Token, paper_id: str, section: str, relevant: bool, other: str | None) -> None:
     with session_scope(settings) as session:
         row = session.execute(select(Digest.subscriber_id, Subscriber.link_secret)
                               .join(Subscriber, Subscriber.id == Digest.subscriber_id)
@@ -68,13 +88,21 @@ def _cast(settings, token: tokens.Token, paper_id: str, section: str, relevant: 
         if not carried:
             raise VoteRefused(400, f"This digest did not carry paper '{paper_id}' in section '{section}'.")
         try:
-            record_vote(session, row.subscriber_id, paper_id, topic_of(section), relevant)
+            record_vote(session, row.subscriber_id, paper_id, topic_of(section), relevant, other_topic=other)
         except VoteError as exc:
             raise VoteRefused(400, f"The vote was not recorded: {exc}.") from None
 
 
-def reader_votes(settings, digest_id: int) -> dict[tuple[str, str], bool]:
-    """(paper id, topic id) -> relevant: the votes of the reader of digest ``digest_id``."""
+def reader_votes(settings, digest_id: int) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], str]]:
+    """The votes of the reader of digest ``digest_id``: (paper id, topic id) -> relevant, and
+    (paper id, topic id) -> the other topic the reader moved the paper to."""
     with session_scope(settings) as session:
         sid = session.scalar(select(Digest.subscriber_id).where(Digest.id == digest_id))
-        return {} if sid is None else votes_of(session, sid)
+        rows = [] if sid is None else session.execute(
+            select(Vote.paper_id, Vote.topic_id, Vote.relevant, Vote.other_topic).where(Vote.subscriber_id == sid))
+        votes, moves = {}, {}
+        for paper_id, topic_id, relevant, other in rows:
+            votes[(paper_id, topic_id)] = bool(relevant)
+            if other:
+                moves[(paper_id, topic_id)] = other
+        return votes, moves
