@@ -24,7 +24,6 @@ read with ``legacy=True`` so a caller can decide what, if anything, they may sti
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import struct
@@ -91,12 +90,12 @@ def _bytes(bind: str | bytes | None) -> bytes:
 
 def _bind_tag(key: bytes, purpose: str, payload: bytes, bind: str | bytes | None) -> bytes:
     msg = _DOMAIN[2] + b"bind\x00" + purpose.encode("ascii") + b"\x00" + payload + _bytes(bind)
-    return hmac.new(key, msg, hashlib.sha256).digest()[:_BIND_LEN]
+    return hmac.digest(key, msg, "sha256")[:_BIND_LEN]      # (one-shot: the same MAC, faster)
 
 
 def _mac(key: bytes, version: int, purpose: str, signed: bytes) -> bytes:
     msg = _DOMAIN[version] + purpose.encode("ascii") + b"\x00" + signed
-    return hmac.new(key, msg, hashlib.sha256).digest()[:_MAC_LEN]
+    return hmac.digest(key, msg, "sha256")[:_MAC_LEN]
 
 
 def make_token(secret: str | bytes, purpose: str, subject_id: int,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import binascii
 import email
 import email.policy
-import hashlib
+import functools
 import hmac
 import re
 import secrets
@@ -165,9 +165,8 @@ def message_id_for(settings, subscriber_id: int, edition: date, *, domain: str |
     one (subscriber, edition), so receivers can drop the duplicate an unrecorded acceptance may
     cause; the short MAC keeps ids from being guessed or forged for other subscribers."""
     stamp = edition.strftime("%Y%m%d")
-    mac = hmac.new(settings.secret_key.encode("utf-8"),
-                   f"message-id:{int(subscriber_id)}:{edition.isoformat()}".encode("ascii"),
-                   hashlib.sha256).hexdigest()[:12]
+    mac = hmac.digest(settings.secret_key.encode("utf-8"),
+                      f"message-id:{int(subscriber_id)}:{edition.isoformat()}".encode("ascii"), "sha256").hex()[:12]
     return f"<digest.{stamp}.{int(subscriber_id)}.{mac}@{domain or _domain(settings)}>"
 
 
@@ -427,6 +426,18 @@ def _part_qp(rendered, which: str) -> bytes:
     return encoder(_normalised(getattr(rendered, which)))
 
 
+@functools.lru_cache(maxsize=4096)
+def _subject_line(subject: str) -> str:
+    """The folded Subject header (digests of one content share their subject)."""
+    return _fold("Subject", _text_tokens(subject))
+
+
+@functools.lru_cache(maxsize=64)
+def _date(when: datetime) -> str:
+    """The Date header's value (many messages go out within one second)."""
+    return format_datetime(when)
+
+
 _PART_HEAD = {
     sub: (f'Content-Type: text/{sub}; charset="utf-8"\r\n'
           'Content-Transfer-Encoding: quoted-printable\r\n\r\n').encode("ascii")
@@ -460,8 +471,8 @@ def compose(settings, content: DigestContent, rendered, *, now: datetime | None 
     head = "".join((
         fixed.from_line,
         address_header("To", recipient.name, addr),
-        _fold("Subject", _text_tokens(subject)),
-        "Date: ", format_datetime(now or clock.now()), "\r\n",
+        _subject_line(subject),
+        "Date: ", _date((now or clock.now()).replace(microsecond=0)), "\r\n",
         "Message-ID: ", message_id, "\r\n",
         fixed.list_id_line,
         list_unsubscribe,
