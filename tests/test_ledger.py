@@ -107,3 +107,35 @@ def test_content_from_ledger_rows_equals_content_from_items(settings):
                 assert got.cache_key == want.cache_key
         assert [s_.topic_id for s_ in got.sections] == ["b", "a"] and got.sections[1].more == 2
         assert len(got.sections[1].papers) == 3
+
+
+def test_senders_on_one_sqlite_file_take_turns(settings, tmp_path):
+    """The send loop's writer queue: while one process holds it, another one's take() waits and
+    goes on the moment it is given back; an in-memory database or PostgreSQL has none."""
+    import subprocess
+    import sys
+
+    from digest.store.db import WriterQueue, get_engine, make_engine
+
+    if TEST_DB != "sqlite":
+        assert WriterQueue(get_engine(settings.database_url)).path is None
+        return
+    assert WriterQueue(make_engine("sqlite://")).path is None
+    url = f"sqlite:///{tmp_path}/turns.db"
+    queue = WriterQueue(make_engine(url))
+    assert queue.path == tmp_path / "turns.db.write-lock"
+    code = ("import sys, time; from digest.store.db import WriterQueue, make_engine; "
+            "q = WriterQueue(make_engine(sys.argv[1])); print('waiting', flush=True); t = time.monotonic(); "
+            "q.take(); print(f'took {time.monotonic() - t:.3f}', flush=True); q.close()")
+    queue.take()
+    queue.take()                                   # held already: no second lock, no deadlock
+    other = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline().strip() == "waiting"
+    import time
+    time.sleep(0.5)
+    assert other.poll() is None                    # still waiting for us
+    queue.give_back()
+    out, _ = other.communicate(timeout=30)
+    assert out.startswith("took ") and float(out.split()[1]) >= 0.4
+    queue.take()                                   # free again
+    queue.close()

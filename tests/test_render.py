@@ -302,7 +302,7 @@ def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
 
 
 @pytest.mark.parametrize("value", ["", "a", " ", "x" * 75, "x" * 76, "x" * 74 + "=", "x" * 73 + "é",
-                                   "é" * 40, "a b \t", ".", "=" * 30, "x" * 74 + "é"])
+                                   "é" * 40, "a b \t", ".", "=" * 30, "x" * 74 + "é", "two\nlines " + "y" * 80])
 def test_qp_fragments_concatenate(value):
     from digest.email.rendered import qp_fragment
 

@@ -20,8 +20,10 @@ recipient's address and links, so a digest is rendered once per content with pla
 in their place (``Slotted``) and filled in per recipient, escaped as the template would have.
 Sections repeat across digests far more than whole digests do, so each section's box (HTML)
 and block (text) is rendered once, at each abstract level it is needed at, and a digest is put
-together from them (``Assembled``): only its head and tail (headline, footer) are its own.
-Every piece is whole lines, so its quoted-printable encoding is computed once as well.
+together from them (``Assembled``) inside a frame (head, footer) shared by every digest with
+as many sections: the few lines of the frame that differ between contents (preheader,
+headline, topic chips and names) are slots too. Every piece is whole lines, so its
+quoted-printable encoding is computed once as well; slot values are encoded on their own.
 """
 from __future__ import annotations
 

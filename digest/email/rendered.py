@@ -9,12 +9,16 @@ QP_LINE = 76            # characters of an encoded line (RFC 2045), the soft bre
 
 
 def qp_fragment(text: str) -> bytes:
-    """Quoted-printable of ``text`` (no line end in it) followed by a soft line break, so the
+    """Quoted-printable of ``text`` (a piece of a line) followed by a soft line break, so the
     next piece starts on a line of its own: a piece of a line encodes without knowing its column,
     and pieces concatenate. Empty text: nothing."""
     if not text:
         return b""
-    enc = binascii.b2a_qp(text.encode("utf-8", "replace"), istext=True).replace(b"=\n", b"=\r\n")
+    if "\n" in text or "\r" in text:     # (never from the renderer; a line end stays a CRLF)
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    enc = binascii.b2a_qp(text.encode("utf-8", "replace"), istext=True)
+    if b"\r\n" not in enc:                 # no line end in it: b2a_qp wrote bare LF soft breaks
+        enc = enc.replace(b"=\n", b"=\r\n")
     start = enc.rfind(b"\n") + 1
     if len(enc) - start >= QP_LINE:      # b2a_qp lets a last line fill all 76: break it before adding "="
         cut = start + QP_LINE - 1
