@@ -281,7 +281,7 @@ def assert_qp_of(encoded: bytes, text: str) -> None:
     assert encoded.count(b"\n") == encoded.count(b"\r\n")
     lines = encoded.split(b"\r\n")
     assert all(len(line) <= 76 for line in lines), max(lines, key=len)
-    assert all(32 <= c < 127 for line in lines for c in line)
+    assert all(32 <= c < 127 or c == 9 for line in lines for c in line)          # (a tab is allowed)
     want = text if text.endswith("\n") else text + "\n"
     assert binascii.a2b_qp(encoded).decode("utf-8") == want.replace("\n", "\r\n")
 
@@ -302,7 +302,8 @@ def test_qp_of_a_cached_render_matches_encoding_it_whole(renderer):
 
 
 @pytest.mark.parametrize("value", ["", "a", " ", "x" * 75, "x" * 76, "x" * 74 + "=", "x" * 73 + "é",
-                                   "é" * 40, "a b \t", ".", "=" * 30, "x" * 74 + "é", "two\nlines " + "y" * 80])
+                                   "é" * 40, "a b \t", ".", "=" * 30, "x" * 74 + "é", "two\nlines " + "y" * 80,
+                                   "=xxxxxxxééxxxxxxx=xxxxxxxéxxxxxxx é=\t=a=\t= \nfoo", "ends with a break\n"])
 def test_qp_fragments_concatenate(value):
     from digest.email.rendered import qp_fragment
 
@@ -344,6 +345,26 @@ def _mixed_contents(budget_links: bool = False):
 
 _RECIPIENTS = [(1, "one@example.org", ""), (2, "two&<x>@example.org", "?a=1&b=2"),
                (3, "ü@exämple.org", "/" + "u" * 300), (4, "\"quoted\"@example.org", "/" + "v" * 3000)]
+
+
+def test_content_cache_total_is_the_sum_of_what_it_holds(settings):
+    """The content cache's running total is exactly the weight of the contents it holds (a
+    total that drifts above it would make the cache evict everything once it passes the cap)."""
+    cached = Renderer(Settings(database_url="sqlite://", secret_key="s", max_html_bytes=30_000))
+    for content in _mixed_contents():
+        for sid, address, link in _RECIPIENTS[:2]:
+            content.recipient = Recipient(sid, address)
+            cached.render(content)
+            cached.render_nothing_new(content)
+            held = cached._contents.values()
+            assert cached._contents_weight == sum(64 if s is None else s.weight for s in held)
+    distinct = len(cached._contents)
+    small = Renderer(Settings(database_url="sqlite://", secret_key="s", max_html_bytes=30_000))
+    small.CONTENT_CACHE_BYTES = 60_000                      # it evicts: still exact
+    for content in _mixed_contents():
+        small.render(content)
+        assert small._contents_weight == sum(64 if s is None else s.weight for s in small._contents.values())
+    assert 1 < len(small._contents) < distinct
 
 
 @pytest.mark.parametrize("budget", [None, 30_000, 12_000])

@@ -214,10 +214,15 @@ class Renderer:
         self._apply(shared.view, cap, None)
         part = parts[key] = self._assemble_text(shared) if level is None else self._assemble_html(shared, level)
         if part is not None:        # its list of pieces (the pieces themselves are cached and weighed apart)
-            weight = 256 + 16 * len(part.pieces)
-            shared.weight += weight
-            self._contents_weight += weight
+            self._weigh_content(shared, 256 + 16 * len(part.pieces))
         return part
+
+    def _weigh_content(self, shared: _Shared, weight: int) -> None:
+        """Add to a content's weight; to the cache's total only once it is in the cache (_remember
+        adds the weight it had by then)."""
+        shared.weight += weight
+        if shared.kept:
+            self._contents_weight += weight
 
     def _shared(self, content: DigestContent, nothing_new: bool) -> _Shared | None:
         """The digest with recipient slots: its view and text part (HTML per level on demand);
@@ -365,9 +370,8 @@ class Renderer:
                 if len(self._frames) >= self.FRAME_CACHE_MAX:
                     self._frames.clear()
                 self._frames[self._frame_key(view, which)] = frame
-            weight = 2 * sum([p.nbytes for p in (frame[0], frame[-1]) if p is not None])  # own head, tail
-            shared.weight += weight
-            self._contents_weight += weight
+            # its own head and tail
+            self._weigh_content(shared, 2 * sum([p.nbytes for p in (frame[0], frame[-1]) if p is not None]))
         it = iter(bodies)
         return Assembled([next(it) if piece is None else piece for piece in frame])
 
@@ -395,8 +399,12 @@ class Renderer:
         while contents and self._contents_weight + weight > self.CONTENT_CACHE_BYTES:
             old = contents.pop(next(iter(contents)))
             self._contents_weight -= old.weight if old is not None else 64
+            if old is not None:
+                old.kept = False
         contents[key] = shared
         self._contents_weight += weight
+        if shared is not None:
+            shared.kept = True
 
     # -- papers ----------------------------------------------------------------------------------
     def _paper(self, item: PaperItem) -> _Paper:

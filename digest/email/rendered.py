@@ -11,14 +11,14 @@ QP_LINE = 76            # characters of an encoded line (RFC 2045), the soft bre
 def qp_fragment(text: str) -> bytes:
     """Quoted-printable of ``text`` (a piece of a line) followed by a soft line break, so the
     next piece starts on a line of its own: a piece of a line encodes without knowing its column,
-    and pieces concatenate. Empty text: nothing."""
+    and pieces concatenate. Empty text: nothing. (A line end inside it, which the renderer never
+    gives, stays a CRLF: each line is encoded on its own.)"""
     if not text:
         return b""
-    if "\n" in text or "\r" in text:     # (never from the renderer; a line end stays a CRLF)
-        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    enc = binascii.b2a_qp(text.encode("utf-8", "replace"), istext=True)
-    if b"\r\n" not in enc:                 # no line end in it: b2a_qp wrote bare LF soft breaks
-        enc = enc.replace(b"=\n", b"=\r\n")
+    if "\n" in text or "\r" in text:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return b"\r\n".join([_qp_line(x) for x in lines[:-1]] + [qp_fragment(lines[-1]) or b"=\r\n"])
+    enc = _qp_line(text)
     start = enc.rfind(b"\n") + 1
     if len(enc) - start >= QP_LINE:      # b2a_qp lets a last line fill all 76: break it before adding "="
         cut = start + QP_LINE - 1
@@ -27,6 +27,12 @@ def qp_fragment(text: str) -> bytes:
             cut = at
         enc = enc[:cut] + b"=\r\n" + enc[cut:]
     return enc + b"=\r\n"
+
+
+def _qp_line(text: str) -> bytes:
+    """Quoted-printable of one line's text (no line end): lines of at most 76 characters,
+    trailing whitespace encoded, CRLF soft breaks."""
+    return binascii.b2a_qp(text.encode("utf-8", "replace"), istext=True).replace(b"=\n", b"=\r\n")
 
 
 class Slotted:

@@ -28,7 +28,7 @@ class _Shared:
     step, built when a recipient needs them: HTML per (abstract level, papers per section),
     text per papers per section (None: no cap). A part that cannot be assembled is None."""
 
-    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight", "own", "own_html")
+    __slots__ = ("view", "subject", "preheader", "html", "text", "frames", "weight", "own", "own_html", "kept")
 
     def __init__(self, view: "DigestView"):
         self.view, self.subject, self.preheader = view, view.subject, view.preheader
@@ -42,6 +42,7 @@ class _Shared:
         # its own pieces (head and tail) and their encodings, roughly; sections are counted
         # in the section cache
         self.weight = 4096               # the view and its sections' views, roughly
+        self.kept = False                # in the renderer's content cache (its weight counted)
 
 
 class _SectionEntry:
