@@ -115,3 +115,42 @@ def run_workers_cli(kw: dict, delivery: str, concurrency: int) -> dict:
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "exit_code": proc.returncode, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def plan_with_workers_running(kw: dict, delivery: str, concurrency: int, plan, count_sent, *,
+                              poll: float = 0.2, settle: float = 3.0, timeout: float = 7200) -> dict:
+    """The scaled-out deployment (README, "Scaling out"): `digest worker --concurrency N` is
+    already running and idle when the scheduler plans, so workers render the batches the planner
+    has committed while it plans the rest. Starts the workers (polling every `poll` s), lets them
+    settle, then times ``plan()`` (returns the number planned) and waits until ``count_sent()``
+    reaches it; then stops the workers with SIGTERM. Call it in a fresh child (peak RSS)."""
+    import signal
+    import subprocess
+
+    env = worker_env(kw, delivery)
+    env["DIGEST_WORKER_POLL_SECONDS"] = str(poll)
+    proc = subprocess.Popen([sys.executable, "-m", "digest.cli", "worker", "--concurrency", str(concurrency)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(settle)
+        if proc.poll() is not None:
+            return {"error": f"workers exited with {proc.returncode}: {proc.stderr.read()[-400:]}"}
+        t0 = time.perf_counter()
+        planned = plan()
+        t1 = time.perf_counter()
+        while count_sent() < planned:
+            if proc.poll() is not None or time.perf_counter() - t0 > timeout:
+                return {"error": f"workers stopped (exit {proc.returncode}) before sending all {planned}"}
+            time.sleep(0.05)
+        t2 = time.perf_counter()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    return {"planned": planned, "plan_s": t1 - t0, "wall_s": t2 - t0, "exit_code": proc.returncode,
+            "stderr_tail": err[-400:] if proc.returncode else "",
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}

@@ -74,7 +74,11 @@ def print_results(r: dict) -> None:
            else "send_pending, dry-run backend")
     t.add_row(f"render ({how})", f"{r['render_digests_per_s']:,.0f} digests/s",
               f"{r['rendered']:,} in {r['render_s']:.1f} s{' (profiled)' if r['profiled'] else ''}")
-    t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "")
+    t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "plan, then render")
+    if "plan_render_overlap_digests_per_s" in r:
+        t.add_row("plan + render, workers already running", f"{r['plan_render_overlap_digests_per_s']:,.0f} digests/s",
+                  f"{r['overlap_planned']:,} planned in {r['overlap_plan_s']:.1f} s while digest worker "
+                  f"×{r['render_processes']} rendered; last sent {r['overlap_wall_s']:.1f} s after the plan started")
     t.add_row("deliver, 1 process (send_pending → SMTP)", f"{r['deliver_1proc_msgs_per_s']:,.0f} msgs/s",
               f"{r['deliver_sent']:,} of sample {r['deliver_sample']:,} in {r['deliver_s']:.1f} s, ratio "
               f"{r['deliver_1proc_ratio']:.2f}")

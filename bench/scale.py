@@ -51,8 +51,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.common import (_clean_env, db_path, make_settings, peak_rss_mb, run_in_child,  # noqa: F401
-                          run_workers_cli, ts)
+from bench.common import (_clean_env, db_path, make_settings, peak_rss_mb, plan_with_workers_running,  # noqa: F401
+                          run_in_child, run_workers_cli, ts)
 from bench.deliver import stage_deliver
 from bench.report import print_results
 from bench.synth import Generator, PaperDef, arxiv_rss
@@ -295,7 +295,7 @@ def stage_match(kw: dict, now: datetime) -> dict:
 
 
 def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None, limit: int, processes: int,
-                   out) -> None:
+                   overlap: bool, out) -> None:
     """Plan + render (send_pending with a null backend) in a fresh process: its peak RSS is the send's.
     With `processes` > 1 (and no profile or limit), the rendering is done by `digest worker --once
     --concurrency N` with DIGEST_DELIVERY=discard (sends nothing, records as sent), as an operator would send a large edition."""
@@ -334,7 +334,8 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
             with make() as session:
                 rendered = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
                 left = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status != "sent"))
-            out.send({
+            together = _overlapped(kw, make, s, config, edition, now, processes) if overlap else {}
+            out.send({**together,
                 "planned": plan.planned, "empty": plan.empty, "already": plan.already, "groups": plan.groups,
                 "plan_s": t1 - t0, "render_s": t2 - t1, "rendered": rendered, "render_failed": left,
                 "render_errors": [run["stderr_tail"]] if run["exit_code"] else [], "backend_count": rendered,
@@ -375,6 +376,35 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
 
         out.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
+
+
+def _overlapped(kw: dict, make, s, config, edition: date, now: datetime, processes: int) -> dict:
+    """The same edition once more, planned while `digest worker --concurrency N` is running (the
+    scaled-out deployment): its digests are deleted, then planned again with the workers idle
+    and polling; seconds from the plan's start until the last digest is sent."""
+    from sqlalchemy import delete, func, select
+
+    from digest.pipeline import plan_options
+    from digest.plan import plan_edition
+    from digest.store.models import Digest
+
+    with make() as session:
+        session.execute(delete(Digest).where(Digest.edition == edition))
+        session.commit()
+
+    def plan() -> int:
+        with make() as session:
+            return plan_edition(session, config.ids, plan_options(s), edition=edition, now=now).planned
+
+    def count_sent() -> int:
+        with make() as session:
+            return session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
+
+    run = plan_with_workers_running(kw, "discard", processes, plan, count_sent)
+    if "error" in run:
+        return {"overlap_error": run["error"]}
+    return {"overlap_planned": run["planned"], "overlap_plan_s": run["plan_s"], "overlap_wall_s": run["wall_s"],
+            "overlap_peak_rss_mb": run["peak_rss_mb"], "overlap_error": run["stderr_tail"] or None}
 
 
 # -------------------------------------------------------------------------------- scenario
@@ -445,7 +475,7 @@ def run(args, log=print) -> dict:
     # 3. plan + render
     log("[3] plan + render (child process)")
     ed = run_in_child(_edition_child, kw, now.isoformat(), now.date().isoformat(), args.profile, args.render_limit,
-                      args.processes)
+                      args.processes, args.overlap and args.processes > 1 and not args.profile and not args.render_limit)
     result.update({
         "planned": ed["planned"], "plan_empty": ed["empty"], "plan_groups": ed["groups"],
         "plan_s": ed["plan_s"], "render_s": ed["render_s"], "rendered": ed["rendered"],
@@ -458,6 +488,13 @@ def run(args, log=print) -> dict:
         "avg_message_bytes": round(ed["avg_message_bytes"]), "dry_run_duplicates": ed["dry_run_duplicates"],
         "peak_rss_mb": ed["peak_rss_mb"], "child_start_rss_mb": ed["start_rss_mb"], "profiled": ed["profiled"],
     })
+    if ed.get("overlap_planned"):
+        result.update({"overlap_planned": ed["overlap_planned"], "overlap_plan_s": ed["overlap_plan_s"],
+                       "overlap_wall_s": ed["overlap_wall_s"],
+                       "plan_render_overlap_digests_per_s": ed["overlap_planned"] / ed["overlap_wall_s"],
+                       "peak_rss_mb": max(result["peak_rss_mb"], ed["overlap_peak_rss_mb"])})
+    if ed.get("overlap_error"):
+        result["overlap_error"] = ed["overlap_error"]
     if args.profile:
         result["profile_file"] = args.profile
 
@@ -503,7 +540,7 @@ def run(args, log=print) -> dict:
         stage_ingest(kw, work / f"feed-day{e}.xml", entries, t - timedelta(hours=12), t - timedelta(hours=6, minutes=30))
         stage_match(kw, t - timedelta(hours=6, minutes=30))
         ed2 = run_in_child(_edition_child, kw, t.isoformat(), t.date().isoformat(), None, args.render_limit,
-                           args.processes)
+                           args.processes, False)
         removed = compact(kw, t)
         size = db_size(kw)
         editions.append({"edition": t.date().isoformat(), "file_growth": size["file_bytes"] - prev["file_bytes"],
@@ -576,6 +613,10 @@ def parse_args(argv=None):
                    help="also time one more edition end to end (ingested and matched untimed; then plan, render and "
                         "deliver to the SMTP sink with `digest worker --concurrency N`) next to a bare smtplib loop "
                         "sending as many messages of the same sizes (bench/edition.py; default on)")
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                   help="also plan the edition again while `digest worker --concurrency N` is already running (the "
+                        "scaled-out deployment: workers render what the planner has committed while it plans the "
+                        "rest) and time plan start to last digest rendered (default on; needs N > 1)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--json", dest="json_file", help="write the results as JSON here")
     p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")
