@@ -327,11 +327,31 @@ def test_each_sent_record_is_committed_before_the_next_message(smtp_settings, si
     assert sorted(sink.delivered_to()) == emails
 
 
+def _hold_write_lock(engine):
+    """Another connection holding the write lock on the digests table until it rolls back."""
+    conn = engine.raw_connection()
+    cur = conn.cursor()
+    if engine.dialect.name == "sqlite":
+        cur.execute("BEGIN IMMEDIATE")
+    else:
+        cur.execute("LOCK TABLE digests IN EXCLUSIVE MODE")
+    return conn
+
+
+def _wait_briefly_for_locks(ledger) -> None:
+    """The ledger's connection gives up on a held lock after 50 ms instead of 30 s."""
+    if ledger.engine.dialect.name == "sqlite":
+        ledger.cursor.execute("PRAGMA busy_timeout=50")
+    else:
+        ledger.cursor.execute("SET lock_timeout = '50ms'")
+        ledger.conn.commit()
+
+
 def test_a_sent_record_survives_a_database_error_on_the_next_in_flight_mark(settings):
     """D1 went out; its `sent` record waits to ride with D2's in-flight mark. The database
-    refuses that write once (a lock timeout, a dropped connection): the record is not lost; it
-    is written with the next transaction, and at the latest when the loop ends."""
-    from sqlalchemy import event
+    refuses that write once (another connection holds the lock past the timeout; then the
+    connection drops): the record is not lost; it is written with the next transaction, and at
+    the latest when the loop ends. Errors come out as SQLAlchemy's, as from a session."""
     from sqlalchemy.exc import OperationalError
 
     from digest.delivery.send import _Ledger, _finish, _take_off
@@ -344,36 +364,75 @@ def test_a_sent_record_survives_a_database_error_on_the_next_in_flight_mark(sett
         s.commit()
         d1, d2, d3 = s.scalars(select(Digest.id).order_by(Digest.id)).all()
     engine = session_factory(settings)().get_bind()
-    failures = {"left": 0}
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def refuse_once(conn, cursor, statement, parameters, context, executemany):
-        if failures["left"] and statement.lstrip().upper().startswith("UPDATE"):
-            failures["left"] -= 1
-            raise OperationalError(statement, parameters, Exception("database is locked"))
 
     def status(did):
         with session_factory(settings)() as s:
             return s.get(Digest, did).status
 
-    try:
-        with _Ledger(engine) as ledger:
-            assert _take_off(ledger, d1, "w:1")
-            _finish(ledger, d1, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
-            failures["left"] = 1                       # D1's record, written with D2's mark, fails
+    with _Ledger(engine) as ledger:
+        _wait_briefly_for_locks(ledger)
+        assert _take_off(ledger, d1, "w:1")
+        _finish(ledger, d1, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+        blocker = _hold_write_lock(engine)                 # D1's record, written with D2's mark, fails
+        try:
             with pytest.raises(OperationalError):
                 _take_off(ledger, d2, "w:1")
-            assert status(d1) == "sending"             # not committed yet ...
-            assert _take_off(ledger, d2, "w:1")        # ... but still waiting: written now
-            assert status(d1) == "sent"
-            _finish(ledger, d2, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
-            failures["left"] = 1                       # the loop ends and its last write fails once
-        assert status(d2) == "sent"                    # written again on a new connection
-        with pytest.raises(RuntimeError):
-            with _Ledger(engine) as ledger:
-                assert _take_off(ledger, d3, "w:1")
-                _finish(ledger, d3, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
-                raise RuntimeError("the loop broke")  # its record is still written on the way out
-        assert status(d3) == "sent"
-    finally:
-        event.remove(engine, "before_cursor_execute", refuse_once)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert status(d1) == "sending"                     # not committed yet ...
+        assert _take_off(ledger, d2, "w:1")                # ... but still waiting: written now
+        assert status(d1) == "sent"
+        _finish(ledger, d2, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+        ledger.conn.dbapi_connection.close()               # the connection drops as the loop ends
+    assert status(d2) == "sent"                            # written again on a new connection
+    with session_factory(settings)() as s:
+        row = s.get(Digest, d2)
+        assert (row.subject, row.in_flight, row.claimed_by, row.last_error) == ("S", False, None, None)
+        assert abs((row.sent_at - app_clock.now()).total_seconds()) < 60   # stored as a UTC time
+    with pytest.raises(RuntimeError):
+        with _Ledger(engine) as ledger:
+            assert _take_off(ledger, d3, "w:1")
+            _finish(ledger, d3, "w:1", status="sent", subject="S", unconfirmed=0, with_next=True)
+            raise RuntimeError("the loop broke")          # its record is still written on the way out
+    assert status(d3) == "sent"
+
+
+def test_ledger_statements_write_what_sqlalchemy_would(settings):
+    """The send loop's compiled statements, run on the driver, store the same values as the
+    same statements executed by SQLAlchemy (dates, flags, NULLs), on either database."""
+    from datetime import datetime, timezone
+
+    from digest.delivery.send import _Ledger, _statements
+    from digest.store.db import DriverStatement
+
+    _subscribers(settings, ["a@example.org", "b@example.org"])
+    now = app_clock.now()
+    with session_factory(settings)() as s:
+        for sub in s.scalars(select(Subscriber)):
+            s.add(Digest(subscriber_id=sub.id, edition=now.date(), status="sending", claimed_by="w:1", planned_at=now))
+        s.commit()
+        a, b = s.scalars(select(Digest.id).order_by(Digest.id)).all()
+    engine = session_factory(settings)().get_bind()
+    when = datetime(2026, 3, 29, 0, 59, 58, 123456, tzinfo=timezone.utc)
+    statement = _statements().finish[(True, True)]
+    params = {"status": "sent", "lease_until": None, "unconfirmed": 1, "sent_at": when,
+              "subject": "Ünïcode — S", "last_error": "x" * 10}
+    with engine.begin() as conn:                       # b: through SQLAlchemy
+        conn.execute(statement, {**params, "did": b, "worker": "w:1"})
+    with _Ledger(engine) as ledger:                    # a: on the driver
+        assert ledger.execute(statement, {**params, "did": a, "worker": "w:1"}).rowcount == 1
+        ledger.commit()
+        assert ledger.execute(_statements().take_off, {"did": a, "worker": "w:1"}).rowcount == 0  # not ours now
+        ledger.commit()
+    compiled = DriverStatement(statement, engine.dialect)
+    assert {name for name, _, _ in compiled.convert} and compiled.fixed     # parameters and literals
+    cols = [Digest.status, Digest.lease_until, Digest.unconfirmed, Digest.sent_at, Digest.subject,
+            Digest.last_error, Digest.claimed_by, Digest.in_flight]
+    with engine.connect() as conn:
+        raw = {r[0]: tuple(r[1:]) for r in conn.exec_driver_sql(
+            "SELECT id, status, lease_until, unconfirmed, sent_at, subject, last_error, claimed_by, in_flight "
+            "FROM digests")}
+        typed = {r[0]: tuple(r[1:]) for r in conn.execute(select(Digest.id, *cols))}
+    assert raw[a] == raw[b]                            # byte for byte what SQLAlchemy stores
+    assert typed[a] == typed[b] == ("sent", None, 1, when, "Ünïcode — S", "x" * 10, None, False)

@@ -27,13 +27,14 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from digest import clock
 from digest.email.builder import ContentBuilder
 from digest.email.content import Recipient
 from digest.store.models import Digest, Subscriber, open_digest
-from digest.store.db import WriterQueue
+from digest.store.db import DriverStatement, WriterQueue
 from digest.store.ledger import digest_sections, section_rows
 from digest.store.settings import Settings
 
@@ -428,16 +429,20 @@ def _statements() -> _Statements:
 class _Ledger:
     """The send loop's own connection for outcomes. A record made ``later`` is written in the
     next transaction, just before its statements: a `sent` record rides with the next
-    message's in-flight mark (one commit per message, still before that message goes out)."""
+    message's in-flight mark (one commit per message, still before that message goes out).
+    Its statements run on the DBAPI connection, each compiled once (DriverStatement): they are
+    written once a message; errors are raised as SQLAlchemy's, as from a session."""
 
     def __init__(self, engine):
         self.engine = engine
         self.pending: list = []      # records not yet committed; kept until a commit succeeds
         self._written = False        # ... and already executed in the open transaction
         self.queue = WriterQueue(engine)   # held from a transaction's first statement to its end
+        self._compiled: dict[int, tuple] = {}   # id(statement) -> (statement, DriverStatement)
+        self._dbapi_error = engine.dialect.loaded_dbapi.Error
 
     def __enter__(self) -> "_Ledger":
-        self.conn = self.engine.connect()
+        self._open()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -462,10 +467,11 @@ class _Ledger:
         self.pending.append((statement, params))
 
     def execute(self, statement, params: dict):
+        """Run one statement in the open transaction; the cursor (its ``rowcount``)."""
         try:
             self.queue.take()
             self._write_pending()
-            return self.conn.execute(statement, params)
+            return self._run(statement, params)
         except Exception:
             self._rollback()
             raise
@@ -475,7 +481,10 @@ class _Ledger:
             if self.pending and not self._written:
                 self.queue.take()
             self._write_pending()
-            self.conn.commit()
+            try:
+                self.conn.commit()
+            except self._dbapi_error as err:
+                raise DBAPIError.instance("COMMIT", None, err, self._dbapi_error) from err
         except Exception:
             self._rollback()
             raise
@@ -483,10 +492,22 @@ class _Ledger:
             self.queue.give_back()
         self.pending, self._written = [], False
 
+    def _run(self, statement, params: dict):
+        entry = self._compiled.get(id(statement))
+        if entry is None:
+            entry = self._compiled[id(statement)] = (statement, DriverStatement(statement, self.engine.dialect))
+        compiled = entry[1]
+        values = compiled.params(params)
+        try:
+            self.cursor.execute(compiled.sql, values)
+        except self._dbapi_error as err:
+            raise DBAPIError.instance(compiled.sql, values, err, self._dbapi_error) from err
+        return self.cursor
+
     def _write_pending(self) -> None:
         if self.pending and not self._written:
             for statement, params in self.pending:
-                self.conn.execute(statement, params)
+                self._run(statement, params)
             self._written = True
 
     def _rollback(self) -> None:
@@ -500,13 +521,17 @@ class _Ledger:
         finally:
             self.queue.give_back()
 
+    def _open(self) -> None:
+        self.conn = self.engine.raw_connection()
+        self.cursor = self.conn.cursor()
+
     def _reopen(self) -> None:
         self._written = False
         try:
-            self.conn.close()
+            self.conn.invalidate()      # broken or not: not back into the pool
         except Exception:
             pass
-        self.conn = self.engine.connect()
+        self._open()
 
 
 def _finish(ledger, did: int, worker: str, *, status: str, error: str | None = None,

@@ -103,6 +103,38 @@ class WriterQueue:
             self._handle = None
 
 
+class DriverStatement:
+    """A Core statement compiled once for one dialect and run straight on a DBAPI cursor, for
+    the send loop's per-message writes: SQLAlchemy's per-execution work (execution context,
+    parameter processing) cost more than the SQLite write itself. The values are converted by
+    the same bind processors SQLAlchemy would use (its dialect-specific column types)."""
+
+    __slots__ = ("sql", "positional", "names", "fixed", "convert")
+
+    def __init__(self, statement, dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = compiled.positional          # SQLite's "?" / psycopg's "%(name)s"
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        self.names = list(compiled.positiontup) if self.positional else list(by_name)
+        self.fixed = {}      # SQL name -> value, for the statement's literals (status == 'sending')
+        self.convert = []    # (SQL name, parameter key, bind processor or None)
+        for name, bind in by_name.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required:
+                self.convert.append((name, bind.key, process))
+            else:
+                value = bind.effective_value
+                self.fixed[name] = process(value) if process else value
+
+    def params(self, values: dict):
+        out = dict(self.fixed)
+        for name, key, process in self.convert:
+            value = values[key]
+            out[name] = process(value) if process else value
+        return tuple([out[n] for n in self.names]) if self.positional else out
+
+
 # any fixed number: every digest process on a PostgreSQL database takes the same advisory lock
 _PG_MIGRATION_LOCK = 0x6469676573
 
