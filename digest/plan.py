@@ -240,10 +240,23 @@ def _insert_ignore(session: Session):
     return insert(Digest.__table__)
 
 
-def _section_refs(session: Session, rows: list[dict], items_by_sub: dict, known: dict, today: date) -> None:
+class _Planned:
+    """What one group of subscribers gets (same topics, cut, cap and trending choice): the
+    sections, then the questions added (they depend on the cut only), its section keys and
+    its count of shown papers, computed once for every subscriber of the group who never voted."""
+
+    __slots__ = ("base", "items", "keys", "shown")
+
+    def __init__(self, base: list[PlannedItem], questions: dict, since: datetime):
+        self.base = base
+        self.items = add_questions(base, questions, since) if base else base
+        self.keys = section_keys(self.items)
+        self.shown = sum(k[1] for k in self.keys)
+
+
+def _section_refs(session: Session, rows: list[dict], keys_by_sub: dict, known: dict, today: date) -> None:
     """Give each digest row its ``sections`` (ledger_sections ids in order), storing the sections
     not stored yet; ``known`` maps section content to its id for the whole plan run."""
-    keys_by_sub = {r["subscriber_id"]: section_keys(items_by_sub[r["subscriber_id"]]) for r in rows}
     missing = {k for keys in keys_by_sub.values() for k in keys if k not in known}
     if missing:
         known.update(upsert_sections(session.connection(), missing, today))
@@ -270,7 +283,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
     questions = load_questions(session, horizon)
     seen_times = [c.first_seen_at for c in cands]
     warned: set[str] = set()
-    group_cache: dict[tuple, list[PlannedItem]] = {}
+    group_cache: dict[tuple, _Planned] = {}
     section_ids: dict[tuple, int] = {}   # section content -> ledger_sections id, for this run
     index = CandidateIndex(cands)
 
@@ -292,7 +305,7 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
         last = _last_planned(session, ids)
         if personal is not None:  # personal order from readers' votes (issue 14)
             personal.load(session, ids)
-        digest_rows, items_by_sub = [], {}
+        digest_rows, items_by_sub, keys_by_sub = [], {}, {}
         for sub in batch:
             ed = editions[sub.id]
             if (sub.id, ed) in have:
@@ -314,24 +327,30 @@ def plan_edition(session: Session, known_topics: Iterable[str], options: PlanOpt
             cap = options.weekly_section_cap if weekly else options.section_cap
             trending = options.trending_count if sub.trending else 0
             key = (tuple(topics), cut, cap, trending)
-            items = group_cache.get(key)
-            if items is None:
-                items = group_cache[key] = index.sections(cut, topics, cap=cap, trending=trending)
+            group = group_cache.get(key)
+            if group is None:
+                group = group_cache[key] = _Planned(index.sections(cut, topics, cap=cap, trending=trending),
+                                                    questions, since)
+            items, keys, shown = group.items, group.keys, group.shown
             if personal is not None:
-                items = personal.apply(sub.id, items)
-            items = add_questions(items, questions, since) if items else items
+                mine = personal.apply(sub.id, group.base)
+                if mine is not group.base:   # the reader voted: their own order
+                    items = add_questions(mine, questions, since) if mine else mine
+                    keys = section_keys(items)
+                    shown = sum(k[1] for k in keys)
             if not items and not (options.send_empty and cut < len(cands)):
                 report.empty += 1
                 continue
             digest_rows.append({"subscriber_id": sub.id, "edition": ed, "status": "planned", "attempts": 0,
-                                "paper_count": sum(1 for i in items if i.shown), "planned_at": now})
+                                "paper_count": shown, "planned_at": now})
             items_by_sub[sub.id] = items
+            keys_by_sub[sub.id] = keys
         if dry_run:  # plan in memory only; nothing is written
             report.planned += len(digest_rows)
             report.dry.extend((r["subscriber_id"], r["edition"], items_by_sub[r["subscriber_id"]]) for r in digest_rows)
             continue
         if digest_rows:
-            _section_refs(session, digest_rows, items_by_sub, section_ids, now.date())
+            _section_refs(session, digest_rows, keys_by_sub, section_ids, now.date())
             stmt = _insert_ignore(session).returning(Digest.__table__.c.id, Digest.__table__.c.subscriber_id)
             inserted = session.execute(stmt, digest_rows).all()
             report.already += len(digest_rows) - len(inserted)
