@@ -13,7 +13,8 @@ Figures that bound what the semantic side can add, on the shared labelled files:
   the labels (exactly: the fewest predictions for each count of true positives) so that the
   pooled recall is >= 0.70. Even more optimistic: it knows each topic's best threshold.
   Both oracles also get a 95% bootstrap interval over papers (1,000 resamples, fixed seed):
-  with ~70 labelled pairs on the real day, a difference between models inside it is noise.
+  a measure of how much ~70 labelled pairs on the real day move the figure (a resample
+  repeats papers, which makes an oracle's cuts easier: read it as a spread, biased upwards).
 - transfer: a logistic regression per topic over paper embeddings, trained on one file and
   scored on the other (seed -> real day and back), at probability 0.5: fully held out.
 - cut per topic, held out: each topic's cosine cut chosen (best F1 for that topic) on one
@@ -167,7 +168,10 @@ def load_encoder(spec: str | None) -> Encoder:
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
     model = SentenceTransformer(str(path.resolve()), device="cpu", local_files_only=True)
-    return Encoder(path.resolve().name.lower(), str(path.resolve()), *_st_functions(model))
+    path = path.resolve()
+    # a package's weights folder is often named "model..."; its package's name says more
+    name = path.parent.name if path.name.lower().startswith(("model", "weights")) else path.name
+    return Encoder(name.lower(), str(path), *_st_functions(model))
 
 
 def _st_functions(model):
