@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from operator import itemgetter
 
 QP_LINE = 76            # characters of an encoded line (RFC 2045), the soft break's "=" included
 
@@ -43,7 +44,7 @@ class Slotted:
     the text around them is encoded once too, each piece ended by a soft line break
     (``qp_fragment``), so a recipient costs only the encoding of their own values."""
 
-    __slots__ = ("blocks", "counts", "nbytes", "newline_added", "_encoded", "_encoder")
+    __slots__ = ("blocks", "counts", "nbytes", "newline_added", "_formatted", "_encoder")
 
     def __init__(self, text: str, prefix: str, n_slots: int):
         self.newline_added = not text.endswith("\n")
@@ -76,7 +77,7 @@ class Slotted:
         self.blocks = blocks
         self.counts = counts
         self.nbytes = nbytes
-        self._encoded: list | None = None
+        self._formatted: tuple | None = None
         self._encoder = None
 
     def size(self, values: tuple[str, ...]) -> int:
@@ -99,25 +100,41 @@ class Slotted:
 
     def encoded(self, values: tuple[str, ...], encode) -> bytes:
         """``encode`` (whole lines -> bytes) of the filled part, final newline included."""
-        encoded_values = [qp_fragment(v) for v in values]
-        return b"".join([x if type(x) is bytes else encoded_values[x] for x in self.encoded_pieces(encode)])
+        fmt, pick = self.formatted(encode)
+        return fmt % pick([qp_fragment(v) for v in values]) if pick else fmt
+
+    def formatted(self, encode) -> tuple:
+        """``encoded_pieces`` as one bytes format (``%b`` where a slot goes) and the function that
+        picks the encoded slot values in order from the list of all of them (None: no slots), so
+        a recipient's copy is one C-level format instead of a loop over the pieces. Cached."""
+        cached = self._formatted
+        if cached is None or self._encoder is not encode:
+            pieces = self.encoded_pieces(encode)
+            order = [x for x in pieces if type(x) is not bytes]
+            fmt = b"".join([x.replace(b"%", b"%%") if type(x) is bytes else b"%b" for x in pieces]) \
+                if order else b"".join(pieces)
+            if not order:
+                cached = (fmt, None)
+            elif len(order) == 1:
+                k = order[0]
+                cached = (fmt, lambda ev: (ev[k],))
+            else:
+                cached = (fmt, itemgetter(*order))
+            self._formatted, self._encoder = cached, encode
+        return cached
 
     def encoded_pieces(self, encode) -> list:
         """The part's encoding with slots left as their numbers: ``encode`` of the blocks of
         whole lines; in a line with slots, the text around them through ``qp_fragment`` (each
         piece ends in a soft line break). Adjacent bytes are joined."""
-        cached = self._encoded
-        if cached is None or self._encoder is not encode:
-            pieces: list = []
-            for b in self.blocks:
-                if type(b) is str:
-                    pieces.append(encode(b))
-                else:        # (text, slot, ..., text + newline): the texts encoded, slots as ints
-                    pieces.extend([qp_fragment(x) if i % 2 == 0 else x for i, x in enumerate(b[:-1])])
-                    pieces.append(encode(b[-1]))
-            cached = self._encoded = _joined(pieces)
-            self._encoder = encode
-        return cached
+        pieces: list = []
+        for b in self.blocks:
+            if type(b) is str:
+                pieces.append(encode(b))
+            else:        # (text, slot, ..., text + newline): the texts encoded, slots as ints
+                pieces.extend([qp_fragment(x) if i % 2 == 0 else x for i, x in enumerate(b[:-1])])
+                pieces.append(encode(b[-1]))
+        return _joined(pieces)
 
 
 def _joined(pieces: list) -> list:
@@ -162,7 +179,11 @@ class Assembled:
     def encoded(self, values: tuple[str, ...], encode) -> bytes:
         # one join over the pieces' cached encodings (not a copy kept per digest: memory)
         ev = [qp_fragment(v) for v in values]
-        return b"".join([x if type(x) is bytes else ev[x] for p in self.pieces for x in p.encoded_pieces(encode)])
+        out = []
+        for p in self.pieces:
+            fmt, pick = p.formatted(encode)
+            out.append(fmt % pick(ev) if pick else fmt)
+        return b"".join(out)
 
 
 def _whole_lines(text: str) -> str:
