@@ -386,7 +386,7 @@ def _overlapped(kw: dict, make, s, config, edition: date, now: datetime, process
 
     from digest.pipeline import plan_options
     from digest.plan import plan_edition
-    from digest.store.models import Digest
+    from digest.store.models import Digest, open_digest
 
     with make() as session:
         session.execute(delete(Digest).where(Digest.edition == edition))
@@ -400,7 +400,11 @@ def _overlapped(kw: dict, make, s, config, edition: date, now: datetime, process
         with make() as session:
             return session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
 
-    run = plan_with_workers_running(kw, "discard", processes, plan, count_sent)
+    def any_open() -> bool:   # through the small partial index of open digests: cheap to poll
+        with make() as session:
+            return session.scalar(select(Digest.id).where(open_digest(), Digest.edition == edition).limit(1)) is not None
+
+    run = plan_with_workers_running(kw, "discard", processes, plan, count_sent, any_open)
     if "error" in run:
         return {"overlap_error": run["error"]}
     return {"overlap_planned": run["planned"], "overlap_plan_s": run["plan_s"], "overlap_wall_s": run["wall_s"],
