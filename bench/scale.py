@@ -624,10 +624,10 @@ def parse_args(argv=None):
                    help="also plan the edition again while `digest worker --concurrency N` is already running (the "
                         "scaled-out deployment: workers render what the planner has committed while it plans the "
                         "rest) and time plan start to last digest rendered (default on; needs N > 1)")
-    p.add_argument("--sink", choices=("lean", "aiosmtpd"), default="lean",
+    p.add_argument("--sink", choices=("aiosmtpd", "lean"), default="aiosmtpd",
                    help="the SMTP sink the deliver, PostgreSQL and edition stages send to, in its own process: "
-                        "lean (bench/sink.py's own minimal server, reads DATA in bulk; default) or aiosmtpd (reads "
-                        "DATA line by line: ~4.7 ms of CPU a 114 KB message, on the cores the senders use)")
+                        "aiosmtpd (default; reads DATA line by line, ~4.7 ms of CPU a 114 KB message on the cores "
+                        "the senders use) or lean (bench/sink.py's own minimal server, reads DATA in bulk)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--json", dest="json_file", help="write the results as JSON here")
     p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")

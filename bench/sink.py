@@ -1,4 +1,4 @@
-"""A counting SMTP sink that runs in its own process: a lean one of our own (default) or aiosmtpd.
+"""A counting SMTP sink that runs in its own process: aiosmtpd (default) or a lean one of our own.
 
 ``SinkProcess`` starts it on 127.0.0.1, and answers ``stats()`` (messages received, per
 recipient) and ``reset()`` over a pipe. Messages are accepted and dropped.
@@ -154,7 +154,7 @@ def _lean_main(conn, port: int) -> None:
 
 
 SINKS = {"lean": _lean_main, "aiosmtpd": _sink_main}
-DEFAULT_KIND = "lean"          # python -m bench --sink KIND sets it for every stage
+DEFAULT_KIND = "aiosmtpd"      # python -m bench --sink KIND sets it for every stage
 
 
 class SinkProcess:
