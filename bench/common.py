@@ -118,31 +118,43 @@ def run_workers_cli(kw: dict, delivery: str, concurrency: int) -> dict:
 
 
 def plan_with_workers_running(kw: dict, delivery: str, concurrency: int, plan, count_sent, any_open, *,
-                              poll: float = 0.2, settle: float = 3.0, timeout: float = 7200) -> dict:
+                              poll: float = 0.2, timeout: float = 7200) -> dict:
     """The scaled-out deployment (README, "Scaling out"): `digest worker --concurrency N` is
     already running and idle when the scheduler plans, so workers render the batches the planner
-    has committed while it plans the rest. Starts the workers (polling every `poll` s), lets them
-    settle, then times ``plan()`` (returns the number planned) and waits until ``count_sent()``
-    reaches it (polled through ``any_open()``, cheap: a count of 100,000 rows 20 times a second
-    would take CPU from the workers); then stops the workers with SIGTERM. Call it in a fresh
-    child (peak RSS)."""
+    has committed while it plans the rest. Starts the workers (polling every `poll` s), waits
+    until each has logged its start, then times ``plan()`` (returns the number planned) and waits
+    until no digest of it is open (polled through ``any_open()``, cheap: a count of 100,000 rows
+    20 times a second would take CPU from the workers) and ``count_sent()`` is what was planned;
+    then stops the workers with SIGTERM. Call it in a fresh child (peak RSS)."""
     import signal
     import subprocess
+    import tempfile
 
     env = worker_env(kw, delivery)
     env["DIGEST_WORKER_POLL_SECONDS"] = str(poll)
+    log = tempfile.TemporaryFile(mode="w+")     # not a pipe: nobody reads it while they run
     proc = subprocess.Popen([sys.executable, "-m", "digest.cli", "worker", "--concurrency", str(concurrency)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+
+    def tail() -> str:
+        log.seek(0)
+        return log.read()[-400:]
+
     try:
-        time.sleep(settle)
-        if proc.poll() is not None:
-            return {"error": f"workers exited with {proc.returncode}: {proc.stderr.read()[-400:]}"}
+        deadline = time.perf_counter() + 120
+        while True:
+            log.seek(0)
+            if log.read().count("event=worker-start") >= concurrency:
+                break
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                return {"error": f"workers did not start (exit {proc.returncode}): {tail()}"}
+            time.sleep(0.1)
         t0 = time.perf_counter()
         planned = plan()
         t1 = time.perf_counter()
         while any_open():
             if proc.poll() is not None or time.perf_counter() - t0 > timeout:
-                return {"error": f"workers stopped (exit {proc.returncode}) before sending all {planned}"}
+                return {"error": f"workers stopped (exit {proc.returncode}) before sending all {planned}: {tail()}"}
             time.sleep(0.05)
         t2 = time.perf_counter()
         if count_sent() != planned:
@@ -151,10 +163,10 @@ def plan_with_workers_running(kw: dict, delivery: str, concurrency: int, plan, c
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            _, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            proc.wait(timeout=30)
     return {"planned": planned, "plan_s": t1 - t0, "wall_s": t2 - t0, "exit_code": proc.returncode,
-            "stderr_tail": err[-400:] if proc.returncode else "",
+            "stderr_tail": tail() if proc.returncode else "",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}

@@ -75,6 +75,8 @@ def print_results(r: dict) -> None:
     t.add_row(f"render ({how})", f"{r['render_digests_per_s']:,.0f} digests/s",
               f"{r['rendered']:,} in {r['render_s']:.1f} s{' (profiled)' if r['profiled'] else ''}")
     t.add_row("plan + render", f"{r['plan_render_digests_per_s']:,.0f} digests/s", "plan, then render")
+    if r.get("overlap_error"):
+        t.add_row("plan + render, workers already running", "[red]failed[/red]", r["overlap_error"])
     if "plan_render_overlap_digests_per_s" in r:
         t.add_row("plan + render, workers already running", f"{r['plan_render_overlap_digests_per_s']:,.0f} digests/s",
                   f"{r['overlap_planned']:,} planned in {r['overlap_plan_s']:.1f} s while digest worker "

@@ -334,7 +334,12 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
             with make() as session:
                 rendered = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
                 left = session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status != "sent"))
-            together = _overlapped(kw, make, s, config, edition, now, processes) if overlap else {}
+            together = {}
+            if overlap:
+                try:
+                    together = _overlapped(kw, make, s, config, edition, now, processes)
+                except Exception as exc:   # the planned-then-rendered figures above still count
+                    together = {"overlap_error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
             out.send({**together,
                 "planned": plan.planned, "empty": plan.empty, "already": plan.already, "groups": plan.groups,
                 "plan_s": t1 - t0, "render_s": t2 - t1, "rendered": rendered, "render_failed": left,
@@ -381,7 +386,8 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
 def _overlapped(kw: dict, make, s, config, edition: date, now: datetime, processes: int) -> dict:
     """The same edition once more, planned while `digest worker --concurrency N` is running (the
     scaled-out deployment): its digests are deleted, then planned again with the workers idle
-    and polling; seconds from the plan's start until the last digest is sent."""
+    and polling; seconds from the plan's start until the last digest is sent. (A re-plan: its
+    sections are already stored, so the planner finds them instead of inserting them.)"""
     from sqlalchemy import delete, func, select
 
     from digest.pipeline import plan_options

@@ -435,4 +435,13 @@ def test_ledger_statements_write_what_sqlalchemy_would(settings):
             "FROM digests")}
         typed = {r[0]: tuple(r[1:]) for r in conn.execute(select(Digest.id, *cols))}
     assert raw[a] == raw[b]                            # byte for byte what SQLAlchemy stores
+    from sqlalchemy import Column, DateTime, Integer, MetaData, Table, bindparam, update
+
+    stamped = Table("stamped", MetaData(), Column("id", Integer, primary_key=True), Column("v", Integer),
+                    Column("u", DateTime, onupdate=datetime.now))
+    for unsupported in (update(Digest.__table__).where(Digest.__table__.c.id.in_(bindparam("ids", expanding=True)))
+                        .values(status="sent"),             # an IN list SQLAlchemy expands per call
+                        update(stamped).values(v=bindparam("vv"))):   # a value computed per call
+        with pytest.raises(ValueError, match="cannot run"):
+            DriverStatement(unsupported, engine.dialect)
     assert typed[a] == typed[b] == ("sent", None, 1, when, "Ünïcode — S", "x" * 10, None, False)

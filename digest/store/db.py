@@ -113,6 +113,12 @@ class DriverStatement:
 
     def __init__(self, statement, dialect):
         compiled = statement.compile(dialect=dialect)
+        # what only SQLAlchemy's execution would do: onupdate/default values computed per call,
+        # IN lists expanded, renamed binds. None of the send loop's statements has them.
+        for what in ("insert_prefetch", "update_prefetch", "post_compile_params", "literal_execute_params",
+                     "escaped_bind_names"):
+            if getattr(compiled, what, None):
+                raise ValueError(f"DriverStatement cannot run a statement with {what}: {compiled.string[:80]}")
         self.sql = compiled.string
         self.positional = compiled.positional          # SQLite's "?" / psycopg's "%(name)s"
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
