@@ -51,8 +51,10 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.common import (_clean_env, db_path, make_settings, peak_rss_mb, plan_with_workers_running,  # noqa: F401
-                          run_in_child, run_workers_cli, ts)
+from bench.common import (_clean_env, db_path, make_settings, peak_rss_mb, run_in_child,  # noqa: F401
+                          run_workers_cli, ts)
+from bench.overlap import overlapped
+from bench.storage import LEDGER_TABLES, compact, db_size, window_days  # noqa: F401
 from bench.deliver import stage_deliver
 from bench.report import print_results
 from bench.synth import Generator, PaperDef, arxiv_rss
@@ -61,46 +63,6 @@ FEED_ENTRIES = 2000
 
 
 # -------------------------------------------------------------------------------- helpers
-
-
-def db_size(kw: dict) -> dict:
-    """File size after a WAL checkpoint, and the bytes in use (pages minus free pages)."""
-    from digest.store.db import dispose_all
-
-    dispose_all()
-    con = sqlite3.connect(db_path(kw))
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page = con.execute("PRAGMA page_size").fetchone()[0]
-        pages = con.execute("PRAGMA page_count").fetchone()[0]
-        free = con.execute("PRAGMA freelist_count").fetchone()[0]
-        sections = con.execute("SELECT count(*) FROM ledger_sections").fetchone()[0]
-        digests = con.execute("SELECT count(*) FROM digests").fetchone()[0]
-        # bytes on disk per table and index (SQLite's dbstat: pages in use, free space inside them too)
-        objects = dict(con.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
-        owner = dict(con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
-    finally:
-        con.close()
-    ledger = {name: size for name, size in objects.items() if owner.get(name) in LEDGER_TABLES}
-    return {"file_bytes": os.path.getsize(db_path(kw)), "used_bytes": (pages - free) * page,
-            "ledger_sections": sections, "digests": digests, "ledger_bytes": sum(ledger.values()),
-            "ledger_objects": dict(sorted(ledger.items(), key=lambda kv: -kv[1]))}
-
-
-LEDGER_TABLES = ("digests", "ledger_sections")
-
-
-def compact(kw: dict, now: datetime) -> int:
-    from digest.store.db import session_factory
-    from digest.delivery.ledger import compact_ledger
-
-    s = make_settings(kw)
-    with session_factory(s)() as session:
-        return compact_ledger(session, keep_days=s.ledger_keep_days, lookback_days=s.lookback_days, now=now)
-
-
-def window_days(kw: dict) -> int:
-    return max(kw["ledger_keep_days"], kw["lookback_days"] + 1)
 
 
 # -------------------------------------------------------------------------------- history
@@ -337,7 +299,7 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
             together = {}
             if overlap:
                 try:
-                    together = _overlapped(kw, make, s, config, edition, now, processes)
+                    together = overlapped(kw, make, s, config, edition, now, processes)
                 except Exception as exc:   # the planned-then-rendered figures above still count
                     together = {"overlap_error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
             out.send({**together,
@@ -381,40 +343,6 @@ def _edition_child(kw: dict, now_iso: str, edition_iso: str, profile: str | None
 
         out.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
-
-
-def _overlapped(kw: dict, make, s, config, edition: date, now: datetime, processes: int) -> dict:
-    """The same edition once more, planned while `digest worker --concurrency N` is running (the
-    scaled-out deployment): its digests are deleted, then planned again with the workers idle
-    and polling; seconds from the plan's start until the last digest is sent. (A re-plan: its
-    sections are already stored, so the planner finds them instead of inserting them.)"""
-    from sqlalchemy import delete, func, select
-
-    from digest.pipeline import plan_options
-    from digest.plan import plan_edition
-    from digest.store.models import Digest, open_digest
-
-    with make() as session:
-        session.execute(delete(Digest).where(Digest.edition == edition))
-        session.commit()
-
-    def plan() -> int:
-        with make() as session:
-            return plan_edition(session, config.ids, plan_options(s), edition=edition, now=now).planned
-
-    def count_sent() -> int:
-        with make() as session:
-            return session.scalar(select(func.count()).where(Digest.edition == edition, Digest.status == "sent"))
-
-    def any_open() -> bool:   # through the small partial index of open digests: cheap to poll
-        with make() as session:
-            return session.scalar(select(Digest.id).where(open_digest(), Digest.edition == edition).limit(1)) is not None
-
-    run = plan_with_workers_running(kw, "discard", processes, plan, count_sent, any_open)
-    if "error" in run:
-        return {"overlap_error": run["error"]}
-    return {"overlap_planned": run["planned"], "overlap_plan_s": run["plan_s"], "overlap_wall_s": run["wall_s"],
-            "overlap_peak_rss_mb": run["peak_rss_mb"], "overlap_error": run["stderr_tail"] or None}
 
 
 # -------------------------------------------------------------------------------- scenario

@@ -10,6 +10,7 @@ import multiprocessing as mp
 import socket
 import threading
 from collections import Counter
+from types import SimpleNamespace
 
 
 def free_port() -> int:
@@ -73,11 +74,7 @@ def _serve_pipe(conn, handler: _CountingHandler) -> None:
 # would do that work on its own machine. This one reads DATA in bulk up to the terminator.
 
 async def _lean_session(reader, writer, handler: _CountingHandler) -> None:
-    class _Envelope:
-        rcpt_tos: list
-
-    env = _Envelope()
-    env.rcpt_tos = []
+    env = SimpleNamespace(rcpt_tos=[], content=b"")      # what aiosmtpd's handler is given
     writer.write(b"220 127.0.0.1 lean sink ESMTP\r\n")
     try:
         while True:
