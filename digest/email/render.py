@@ -12,8 +12,9 @@ sections — and rendered again. The HTML is never cut.
 Speed: MRML (mjml-python) spends most of its time parsing the inline HTML inside
 ``<mj-text>``, which it copies to the output unchanged anyway. So before compiling, the body of
 every ``<mj-text>`` is lifted out and replaced by a unique placeholder word; after compiling,
-the placeholders are swapped back (one pass, so content is never re-scanned). The result is the
-same HTML MRML produces for the full document (``lift_text=False`` does that, for checking).
+the placeholders are swapped back (one pass, so content is never re-scanned; digest/email/layout.py).
+The result is the same HTML MRML produces for the full document (``lift_text=False`` does that,
+for checking).
 
 Digests of equal content (same sections, papers, edition, frequency) differ only in the
 recipient's address and links, so a digest is rendered once per content with placeholder words
@@ -32,27 +33,22 @@ import secrets
 from datetime import date
 from email.utils import parseaddr
 
-import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from digest import tokens
 from digest.email.display import URL_MAX, clean_text, format_date, safe_url, trim_words  # noqa: F401 (re-exported)
 from digest.email.content import DigestContent, PaperItem
+from digest.email.layout import LayoutCompiler
 from digest.email.rendered import Assembled, Rendered, Slotted
 from digest.email.views import (ABSTRACT_LEVELS, DigestView, PaperView, SECTION_NAME_MAX, SectionView,
-                                section_anchor, _Paper, _SectionEntry, _Shared, _cut, _paper_key, _shown,
-                                _view_from_key)
+                                digest_view, section_anchor, _Paper, _SectionEntry, _Shared, _cut, _paper_key,
+                                _shown, _view_from_key)
 from digest.email.vote_links import labels as vote_labels, votable, vote_query
 from digest.plan import ASK
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
-
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 
@@ -96,10 +92,9 @@ class Renderer:
         self._text_box = self.text_template.module.section
         name, _ = parseaddr(settings.from_addr)
         self.sender = clean_text(name, 60) or "Paper Digest"
-        self._token = f"mjlift{secrets.token_hex(6)}x"   # a plain word MRML copies as is
         self._papers: dict[tuple, _Paper] = {}
         self._by_item: dict[int, tuple[PaperItem, _Paper]] = {}
-        self._layouts: dict[str, list[str]] = {}
+        self._mjml = LayoutCompiler(lift_text=lift_text, cache=cache, max_layouts=self.LAYOUT_CACHE_MAX)
         # recipient slots: plain words that pass autoescaping, MJML and URL fields unchanged
         self._slot_prefix = f"pdslot{secrets.token_hex(8)}n"
         # 0-3: the recipient's (_recipient); then the digest's own lines around its sections
@@ -456,29 +451,7 @@ class Renderer:
 
     # -- MJML --------------------------------------------------------------------------------------
     def _compile(self, source: str) -> tuple[str, int, int]:
-        """MJML → HTML. Returns the HTML and, for the size bound, how many of its characters
-        come from the compiled layout and their UTF-8 bytes beyond one per character."""
-        if not self.lift_text:
-            return mjml.mjml2html(source, disable_comments=True, fonts={}), 0, 0
-        skeleton, fragments = _lift_mj_text(source, self._token)
-        layout = self._layouts.get(skeleton) if self.cache else None
-        if layout is None:
-            html = mjml.mjml2html(skeleton, disable_comments=True, fonts={})
-            pieces = html.split(self._token)
-            if len(pieces) != len(fragments) + 1:   # not expected from MRML; be safe anyway
-                return mjml.mjml2html(source, disable_comments=True, fonts={}), 0, 0
-            chars = sum(len(x) for x in pieces)
-            layout = (pieces, chars, sum(len(x.encode("utf-8")) for x in pieces) - chars)
-            if self.cache:
-                if len(self._layouts) >= self.LAYOUT_CACHE_MAX:
-                    self._layouts.clear()
-                self._layouts[skeleton] = layout
-        pieces, chars, extra = layout
-        out = [pieces[0]]
-        for frag, piece in zip(fragments, pieces[1:]):
-            out.append(frag)
-            out.append(piece)
-        return "".join(out), chars, extra
+        return self._mjml.compile(source)
 
     # -- budget ------------------------------------------------------------------------------------
     def _fill(self, view: DigestView, level: int, *, text: bool) -> None:
@@ -602,55 +575,8 @@ class Renderer:
             sections.append(SectionView(name=e.name or "Papers", all_papers=e.papers, extra=e.extra,
                                         anchor=e.anchor, question=e.question, entry=e,
                                         topic_id=e.topic_id, paper_ids=e.paper_ids))
-        sections = [s for s in sections if s.count > 0]
-        counted = [s for s in sections if not s.question]  # headline and subject: not the questions
-        total = sum(s.count for s in counted)
-        weekly = bool(content.weekly)
-        edition = format_date(content.edition)
-
-        if total == 0:
-            nothing_new = True
-            headline = "Nothing new this week" if weekly else "Nothing new today"
-            subject = f"{headline} — {edition}"
-            preheader = "No new papers matched your topics" + (" this week." if weekly else " today.")
-            topics_line = ""
-        else:
-            n_topics = len(counted)
-            papers = _plural(total, "new paper", "new papers")
-            headline = f"{papers} in {_plural(n_topics, 'topic', 'topics')}"
-            names = ", ".join(trim_words(s.name, 40) for s in counted[:2])
-            tail = f" +{n_topics - 2} more" if n_topics > 2 else ""
-            when = " this week" if weekly else ""
-            subject = f"{papers}{when}: {names}{tail} — {edition}"
-            chips = [f"{s.name} ({s.count})" for s in counted[:6]]
-            if n_topics > 6:
-                chips.append(f"+{n_topics - 6} more")
-            topics_line = " · ".join(chips)
-            top = next((p.view.title for s in sections for p in s.all_papers), "")
-            preheader = trim_words(f"{trim_words(top, 90)} · {topics_line}" if top else topics_line, 150)
-        topic_names = ", ".join(trim_words(n, 40) for n in named[:4])
-        if len(named) > 4:
-            topic_names += f" and {len(named) - 4} more topics"
-
-        address, unsub, prefs, view = recipient
-        return DigestView(
-            title=f"{self.sender} — {edition}",
-            subject=subject,
-            preheader=preheader,
-            sender=self.sender,
-            kind="Weekly digest" if weekly else "Daily digest",
-            date=edition,
-            headline=headline,
-            topics_line=topics_line,
-            topic_names=topic_names,
-            recipient=address,
-            unsubscribe_url=unsub,
-            preferences_url=prefs,
-            nothing_new=nothing_new,
-            all_sections=sections,
-            view_url=view,
-            has_view=bool(safe_url(getattr(content, "view_url", ""))),
-        )
+        return digest_view(sections, named, content, nothing_new=nothing_new, recipient=recipient,
+                           sender=self.sender)
 
 
 # what the layout around the sections shows of the content (counts, the first title, the
@@ -659,48 +585,6 @@ class Renderer:
 _OWN = ("preheader", "headline", "topics_line", "topic_names")
 _FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(DigestView)
                       if f.name not in ("all_sections", "sections", "papers_chars", "papers_extra", "subject", *_OWN))
-
-
-def _lift_mj_text(source: str, token: str) -> tuple[str, list[str]]:
-    """Replace the body of every ``<mj-text ...>body</mj-text>`` by ``token``; return the
-    skeleton and the bodies in document order. Self-closing ``<mj-text ... />`` (in
-    mj-attributes) is left alone. Bodies hold autoescaped text, so a literal "</mj-text>" can
-    only come from the template itself. The ``<mj-preview>`` text (MRML copies it as is) is
-    lifted the same way, so the layout does not change with each digest's preheader."""
-    out: list[str] = []
-    fragments: list[str] = []
-    pos = 0
-    find = source.find
-    start = find("<mj-preview>")
-    if start >= 0:
-        close = find("</mj-preview>", start)
-        # before every mj-text (fragments stay in order); an empty preview MRML leaves out
-        if close >= 0 and find("<mj-text", 0, start) < 0 and source[start + 12:close].strip():
-            body = start + len("<mj-preview>")
-            out.append(source[:body])
-            out.append(token)
-            fragments.append(source[body:close])
-            pos = close
-    while True:
-        start = find("<mj-text", pos)
-        if start < 0:
-            break
-        tag_end = find(">", start)
-        if tag_end < 0:
-            break
-        if source[tag_end - 1] == "/":      # <mj-text ... />
-            out.append(source[pos:tag_end + 1])
-            pos = tag_end + 1
-            continue
-        close = find("</mj-text>", tag_end)
-        if close < 0:
-            break
-        out.append(source[pos:tag_end + 1])
-        out.append(token)
-        fragments.append(source[tag_end + 1:close])
-        pos = close
-    out.append(source[pos:])
-    return "".join(out), fragments
 
 
 def render(settings, content: DigestContent) -> Rendered:

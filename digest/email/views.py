@@ -9,7 +9,7 @@ from datetime import date
 from markupsafe import Markup
 
 from digest.email.content import PaperItem
-from digest.email.display import URL_MAX, clean_text, format_date, safe_url
+from digest.email.display import URL_MAX, clean_text, format_date, safe_url, trim_words
 from digest.email.why import why_line
 
 # Caps on hostile text (characters, after cleaning)
@@ -236,3 +236,61 @@ def section_anchor(topic_id) -> str:
     slug = "".join(ch for ch in str(topic_id or "").lower()[:64] if ch.isascii() and (ch.isalnum() or ch == "-"))
     return slug or "papers"
 
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def digest_view(sections: list[SectionView], named: list[str], content, *, nothing_new: bool,
+                recipient: tuple[str, ...], sender: str) -> DigestView:
+    """The digest's view from its sections: headline, subject, preheader, topic chips and names
+    (only sections with papers count; "Is this <topic>?" sections are not counted)."""
+    sections = [s for s in sections if s.count > 0]
+    counted = [s for s in sections if not s.question]  # headline and subject: not the questions
+    total = sum(s.count for s in counted)
+    weekly = bool(content.weekly)
+    edition = format_date(content.edition)
+
+    if total == 0:
+        nothing_new = True
+        headline = "Nothing new this week" if weekly else "Nothing new today"
+        subject = f"{headline} — {edition}"
+        preheader = "No new papers matched your topics" + (" this week." if weekly else " today.")
+        topics_line = ""
+    else:
+        n_topics = len(counted)
+        papers = _plural(total, "new paper", "new papers")
+        headline = f"{papers} in {_plural(n_topics, 'topic', 'topics')}"
+        names = ", ".join(trim_words(s.name, 40) for s in counted[:2])
+        tail = f" +{n_topics - 2} more" if n_topics > 2 else ""
+        when = " this week" if weekly else ""
+        subject = f"{papers}{when}: {names}{tail} — {edition}"
+        chips = [f"{s.name} ({s.count})" for s in counted[:6]]
+        if n_topics > 6:
+            chips.append(f"+{n_topics - 6} more")
+        topics_line = " · ".join(chips)
+        top = next((p.view.title for s in sections for p in s.all_papers), "")
+        preheader = trim_words(f"{trim_words(top, 90)} · {topics_line}" if top else topics_line, 150)
+    topic_names = ", ".join(trim_words(n, 40) for n in named[:4])
+    if len(named) > 4:
+        topic_names += f" and {len(named) - 4} more topics"
+
+    address, unsub, prefs, view = recipient
+    return DigestView(
+        title=f"{sender} — {edition}",
+        subject=subject,
+        preheader=preheader,
+        sender=sender,
+        kind="Weekly digest" if weekly else "Daily digest",
+        date=edition,
+        headline=headline,
+        topics_line=topics_line,
+        topic_names=topic_names,
+        recipient=address,
+        unsubscribe_url=unsub,
+        preferences_url=prefs,
+        nothing_new=nothing_new,
+        all_sections=sections,
+        view_url=view,
+        has_view=bool(safe_url(getattr(content, "view_url", ""))),
+    )
