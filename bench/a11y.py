@@ -8,7 +8,6 @@ JSON. The suite checks the same (tests/test_a11y.py); this script gives the figu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -22,6 +21,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
+from bench.common import OneLineParser  # noqa: E402
 def email_variants(settings) -> dict[str, str]:
     """The HTML of each variant: daily, weekly, with Trending, nothing new."""
     from tests.digest_samples import realistic
@@ -60,7 +60,7 @@ def check_html(browser, html: str, scheme: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=Path("bench/results/a11y.json"))
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright

@@ -1,6 +1,7 @@
 """Helpers shared by the bench stages: settings, child processes, worker runs."""
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 import resource
@@ -115,3 +116,11 @@ def run_workers_cli(kw: dict, delivery: str, concurrency: int) -> dict:
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "exit_code": proc.returncode, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a wrong invocation is one line (what is wrong, exit 2), not usage + error."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+        sys.exit(2)

@@ -17,7 +17,6 @@ in this process measures the semantic-only matcher (min_similarity, margin).
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import random
@@ -31,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import OneLineParser  # noqa: E402
 
 from digest.topics.match import Matcher, MatchParams, PaperText  # noqa: E402
 from digest.topics.config import load_topics  # noqa: E402
@@ -252,7 +252,7 @@ def simulate_readers(records: list[dict], topics: Path, matcher: str, topic_ids:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--papers", type=Path, default=DEFAULT_PAPERS)
     ap.add_argument("--topics", type=Path, default=DEFAULT_TOPICS)
     ap.add_argument("--matcher", choices=("lexical", "semantic", "both"), default="lexical",

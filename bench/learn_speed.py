@@ -10,7 +10,6 @@ on the same papers (in this process; the pipeline adds one query per batch), and
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import OneLineParser  # noqa: E402
 
 from digest.topics.config import load_topics, parse_topics  # noqa: E402
 from digest.topics.learn import Label, LearningMatcher, train  # noqa: E402
@@ -59,7 +59,7 @@ def topics(n: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--papers", type=int, default=1000)
     ap.add_argument("--topics", type=int, default=50)
     ap.add_argument("--votes", type=int, default=12, help="votes per topic")

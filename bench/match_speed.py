@@ -7,7 +7,6 @@ Lexical: the synthetic 1,000 papers x 100 topics of tests/test_match.py, printed
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import OneLineParser  # noqa: E402
 
 from digest.topics.match import Matcher, PaperText  # noqa: E402
 from digest.topics.config import load_topics, parse_topics  # noqa: E402
@@ -57,7 +57,7 @@ def semantic(path: Path = PAPERS, topics: Path = TOPICS) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--semantic", action="store_true", help="also time the semantic matcher's embeddings")
     args = ap.parse_args(argv)
     lexical()

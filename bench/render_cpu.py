@@ -12,14 +12,14 @@ the peak RSS of the largest worker process.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 
+from bench.common import OneLineParser  # noqa: E402
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.render_cpu", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m bench.render_cpu", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="a workdir kept by `python -m bench --workdir DIR`")
     p.add_argument("--workers", type=int, default=0,
                    help="render with `digest worker --once --concurrency N` (discard delivery) instead of in this process")

@@ -13,7 +13,6 @@ inconsistent (consistency checks that failed: must be 0).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sqlite3
@@ -34,6 +33,7 @@ from digest.store.settings import Settings  # noqa: E402
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "peer-feeds" / "feedparser" / "tests"
 
 
+from bench.common import OneLineParser  # noqa: E402
 def check_database(db_path: Path) -> list[str]:
     problems = []
     con = sqlite3.connect(db_path)
@@ -145,7 +145,7 @@ def print_table(result: dict, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of feed files (recursive)")
     parser.add_argument("--json", type=Path, help="write the full result as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="print only the totals")

@@ -67,6 +67,7 @@ FEED_ENTRIES = 2000
 
 # -------------------------------------------------------------------------------- history
 
+from bench.common import OneLineParser  # noqa: E402
 def build_history(kw: dict, gen: Generator, *, n_subs: int, n_papers: int, days: int, now: datetime,
                   version: str, log) -> dict:
     """Subscribers, D days of papers (+ matches) and of sent digests (+ what they carried)."""
@@ -530,7 +531,7 @@ def run(args, log=print) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--subscribers", "-n", type=int, default=100_000, help="N subscribers (default 100000)")
     p.add_argument("--topics", type=int, default=50, help="T topics (default 50)")
     p.add_argument("--papers", type=int, default=1000, help="P new papers per day (default 1000)")

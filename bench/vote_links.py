@@ -8,7 +8,6 @@ is the same, so the render is shared and only the recipient's lines are filled a
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 
+from bench.common import OneLineParser  # noqa: E402
 def run(recipients: int, papers: int, votes: bool) -> dict:
     from bench.common import make_settings
     from digest.email import render as render_mod
@@ -49,7 +49,7 @@ def run(recipients: int, papers: int, votes: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipients", type=int, default=3000)
     ap.add_argument("--papers", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)

@@ -13,7 +13,6 @@ requests, after two warm-up requests.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -28,6 +27,7 @@ ABSTRACT = ("We propose a method for segmenting organs and lesions in CT and MRI
             "transformer encoder and a light decoder, trained on twelve public datasets. ") * 8
 
 
+from bench.common import OneLineParser  # noqa: E402
 def build(tmp: Path, n_papers: int, n_topics: int = 5):
     from digest import clock, tokens
     from digest.store.db import session_scope, upgrade
@@ -120,7 +120,7 @@ def measure(app, path: str, runs: int, headers: dict | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--papers", type=int, default=200)
     ap.add_argument("--topics", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
