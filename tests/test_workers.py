@@ -225,3 +225,30 @@ def test_postgres_claims_skip_rows_another_sender_has_locked(settings):
         holder.rollback()
         rest = claim_batch(other, "host:9:other", lease=timedelta(seconds=60))
         assert sorted(rest) == sorted(locked)
+
+
+def test_a_claim_that_loses_its_rows_to_another_sender_claims_the_next_ones(settings):
+    """Between a claim's SELECT and its UPDATE another sender takes every row it found: that is
+    a lost race, not the end of the edition (a `--once` worker used to stop there)."""
+    from sqlalchemy import event
+
+    _populate(settings, 30)
+    assert _plan(settings) == 30
+    make = session_factory(settings)
+    taken: list[int] = []
+    with make() as mine, make() as other:
+        conn = mine.connection()
+
+        def race(_conn, _cursor, statement, *_args):
+            if not taken and statement.lstrip().upper().startswith("UPDATE DIGESTS"):
+                taken.extend(claim_batch(other, "host:2:fast", lease=timedelta(seconds=60), limit=10))
+
+        event.listen(conn, "before_cursor_execute", race)
+        got = claim_batch(mine, "host:1:slow", lease=timedelta(seconds=60), limit=10)
+        event.remove(conn, "before_cursor_execute", race)
+    assert len(taken) == 10
+    assert len(got) == 10 and not set(got) & set(taken)
+    with session_scope(settings) as s:
+        holders = dict(s.execute(select(Digest.id, Digest.claimed_by).where(Digest.status == "sending")).all())
+    assert {i for i, h in holders.items() if h == "host:1:slow"} == set(got)
+    assert {i for i, h in holders.items() if h == "host:2:fast"} == set(taken)

@@ -133,9 +133,27 @@ def reclaim_dead_local(session: Session, now: datetime) -> int:
     return result.rowcount or 0
 
 
+CLAIM_TRIES = 20
+
+
 def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int = CLAIM_BATCH,
                 editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
                 exclude: set[int] | None = None) -> list[int]:
+    """Claim up to ``limit`` of the lowest claimable ids; [] only when none is left.
+
+    Another sender can take every row found between the SELECT and the UPDATE: that is a lost
+    race, not the end of the work, so look again (an empty answer ends a ``--once`` worker).
+    """
+    for _ in range(CLAIM_TRIES):
+        found, mine = _claim_once(session, worker, lease=lease, limit=limit, editions=editions,
+                                  subscriber_ids=subscriber_ids, exclude=exclude)
+        if mine or not found:
+            return mine
+    return []
+
+
+def _claim_once(session: Session, worker: str, *, lease: timedelta, limit: int, editions, subscriber_ids,
+                exclude) -> tuple[bool, list[int]]:
     now = clock.now()
     postgres = session.get_bind().dialect.name == "postgresql"
     # One index-friendly query per claimable status (an OR across statuses scans the table);
@@ -156,7 +174,7 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
     ids = sorted(found)[:limit]
     if not ids:
         session.rollback()
-        return []
+        return False, []
     # the WHERE repeats the claimable test: a row another sender took meanwhile is not ours;
     # a row still in flight was left mid-send by a sender that died or stalled: maybe delivered
     session.execute(update(Digest).where(Digest.id.in_(ids), _claimable(now, set()))
@@ -165,7 +183,7 @@ def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int =
                             unconfirmed=Digest.unconfirmed + case((Digest.in_flight, 1), else_=0),
                             in_flight=False))
     session.commit()
-    return list(session.scalars(select(Digest.id).where(
+    return True, list(session.scalars(select(Digest.id).where(
         Digest.id.in_(ids), Digest.claimed_by == worker, Digest.status == "sending").order_by(Digest.id)))
 
 
