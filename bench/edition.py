@@ -2,10 +2,12 @@
 
 A new day's papers are ingested and matched; then, timed as ``edition_seconds``: the edition
 planned (``digest.plan.plan_edition`` in a fresh process) and every digest rendered and sent to
-the aiosmtpd sink (bench/sink.py) by ``digest worker --once --concurrency N``. Then
+the SMTP sink (bench/sink.py) by ``digest worker --once --concurrency N``. Then
 ``baseline_seconds``: one bare smtplib loop over one connection sending as many messages, of
-the same sizes as the sink received, to the same sink. The sink's per-recipient counts check
-that each digest arrived exactly once.
+the same sizes as the sink received, to the same sink. The sink is the lean one by default
+(``python -m bench --edition-sink``): with aiosmtpd both runs mostly measure that sink's own
+CPU, on the senders' two cores. The sink's per-recipient counts check that each digest
+arrived exactly once.
 """
 from __future__ import annotations
 
@@ -61,9 +63,10 @@ def _baseline_child(port: int, sizes: list[int], out) -> None:
         out.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
 
-def stage_edition(kw: dict, day: datetime, processes: int, log) -> dict:
+def stage_edition(kw: dict, day: datetime, processes: int, log, sink_kind: str | None = None) -> dict:
     """Plan, render and deliver the edition of ``day`` (its papers already ingested and
-    matched) with ``digest worker --concurrency processes``; then the bare loop."""
+    matched) with ``digest worker --concurrency processes``; then the bare loop. ``sink_kind``:
+    see bench/sink.py (None: its default)."""
     from sqlalchemy import func, select
 
     from bench.sink import SinkProcess
@@ -72,7 +75,7 @@ def stage_edition(kw: dict, day: datetime, processes: int, log) -> dict:
 
     edition = day.date()
     dispose_all()
-    with SinkProcess() as sink:
+    with SinkProcess(sink_kind) as sink:
         sink.reset()
         t0 = time.perf_counter()
         plan = run_in_child(_plan_child, kw, day.isoformat(), edition.isoformat())
@@ -101,11 +104,11 @@ def stage_edition(kw: dict, day: datetime, processes: int, log) -> dict:
 
 
 def stage_edition_day(kw: dict, gen, old: list, day: datetime, work: Path, papers: int, processes: int,
-                      log) -> dict:
+                      log, sink_kind: str | None = None) -> dict:
     """A new day's feed ingested and matched (not timed), then :func:`stage_edition`."""
     from bench.scale import feed_for_day, stage_ingest, stage_match
 
     entries = feed_for_day(gen, papers, old)
     stage_ingest(kw, work / "feed-edition.xml", entries, day - timedelta(hours=12), day - timedelta(hours=6, minutes=30))
     stage_match(kw, day - timedelta(hours=6, minutes=30))
-    return stage_edition(kw, day, processes, log)
+    return stage_edition(kw, day, processes, log, sink_kind)

@@ -25,7 +25,7 @@ Stages (each through the product's own entry points):
 6. edition  one more day's edition end to end (bench/edition.py): plan, render and deliver to the
             sink with ``digest worker --concurrency N`` (``edition_seconds``), next to a bare smtplib
             loop sending as many messages of the same sizes to the same sink (``baseline_seconds``);
-            --no-edition skips it.
+            the sink is --edition-sink (default the lean one); --no-edition skips it.
 
 History: D past days of papers (with their topic matches) and of ``sent`` digests are
 inserted directly in bulk, each digest with its section list and each distinct section once
@@ -381,6 +381,7 @@ def run(args, log=print) -> dict:
     now = datetime.now(timezone.utc).replace(hour=8, minute=0, second=0, microsecond=0)
     result: dict = {"subscribers": n, "topics": T, "papers_per_day": P, "days": D,
                     "ledger_keep_days": args.keep_days, "lookback_days": 7, "seed": args.seed, "sink": args.sink,
+                    "edition_sink": args.edition_sink if args.edition else None,
                     "workdir": str(work), **machine_info()}
 
     log(f"[N={n}] generating history: {D} days × {P} papers, {n} subscribers")
@@ -512,7 +513,7 @@ def run(args, log=print) -> dict:
 
         log(f"[6] edition end to end: plan, render and deliver with `digest worker --concurrency {args.processes}`")
         result.update(stage_edition_day(kw, gen, old, now + timedelta(days=max(1, args.editions)), work, P,
-                                        args.processes, log))
+                                        args.processes, log, sink_kind=args.edition_sink))
 
     # checks
     result["correct"] = bool(dl["sink_received"] == dl["deliver_sent"] == sample and dl["duplicates"] == 0
@@ -560,9 +561,13 @@ def parse_args(argv=None):
                         "scaled-out deployment: workers render what the planner has committed while it plans the "
                         "rest) and time plan start to last digest rendered (default on; needs N > 1)")
     p.add_argument("--sink", choices=("aiosmtpd", "lean"), default="aiosmtpd",
-                   help="the SMTP sink the deliver, PostgreSQL and edition stages send to, in its own process: "
+                   help="the SMTP sink the deliver and PostgreSQL stages send to, in its own process: "
                         "aiosmtpd (default; reads DATA line by line, ~4.7 ms of CPU a 114 KB message on the cores "
                         "the senders use) or lean (bench/sink.py's own minimal server, reads DATA in bulk)")
+    p.add_argument("--edition-sink", choices=("aiosmtpd", "lean"), default="lean",
+                   help="the SMTP sink of the edition stage (default lean): it takes every message twice (100k: "
+                        "2 x 11.4 GB), and on aiosmtpd both runs measure mostly the sink's own CPU on the senders' "
+                        "cores (~16 of the run's minutes at 100k)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--json", dest="json_file", help="write the results as JSON here")
     p.add_argument("--profile", help="write a pyinstrument profile (HTML; text next to it as .txt) of plan + render")
