@@ -6,7 +6,7 @@ the SMTP sink (bench/sink.py) by ``digest worker --once --concurrency N``. Then
 ``baseline_seconds``: one bare smtplib loop over one connection sending as many messages, of
 the same sizes as the sink received, to the same sink. The sink is the lean one by default
 (``python -m bench --edition-sink``): with aiosmtpd both runs mostly measure that sink's own
-CPU, on the senders' two cores. The sink's per-recipient counts check that each digest
+CPU, on the cores the senders use. The sink's per-recipient counts check that each digest
 arrived exactly once.
 """
 from __future__ import annotations

@@ -32,7 +32,7 @@ def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
     ]
     if "edition_seconds" in r:
         rows.append(("edition end to end", f"{r['edition_seconds']:,.1f} s = {r['edition_ratio']:.2f} × bare loop",
-                     "≤ 1.25 × bare smtplib at N=100k", ok(r["edition_ratio"] <= TARGETS["edition_ratio"])
+                     f"≤ 1.25 × bare smtplib at N=100k ({r.get('edition_sink') or r['sink']} sink)", ok(r["edition_ratio"] <= TARGETS["edition_ratio"])
                      if r["subscribers"] >= 100_000 else "(indicative)"))
     if "ledger_bounded" in r:
         rows.append(("ledger bounded", f"sections {r['editions'][0]['ledger_sections']:,} → "
@@ -45,8 +45,10 @@ def verdicts(r: dict) -> list[tuple[str, str, str, str]]:
                      ok(r["db_bytes_30_days"] <= TARGETS["db_bytes_30_days"]) if r["subscribers"] >= 100_000
                      else "(indicative)"))
     if "wall_s" in r:
-        rows.append(("whole run", f"{r['wall_s'] / 60:,.1f} min", "≤ 15 min at N=100k",
-                     ok(r["wall_s"] <= TARGETS["wall_s"]) if r["subscribers"] >= 100_000 else "(indicative)"))
+        every_stage = all(k in r for k in ("edition_seconds", "pg_workers", "overlap_wall_s")) and not r.get("render_limit")
+        rows.append(("whole run", f"{r['wall_s'] / 60:,.1f} min", "≤ 15 min at N=100k, every stage",
+                     ok(r["wall_s"] <= TARGETS["wall_s"]) if r["subscribers"] >= 100_000 and every_stage
+                     else "(indicative)"))
     pool = (f"; workers: sink {r['pool_sink_received']:,} / sent {r['pool_sent']:,}, dup {r['pool_duplicates']}"
             if r.get("pool_workers") else "")
     rows.append(("correctness", f"sink {r['sink_received']:,} / sent {r['deliver_sent']:,}, dup {r['duplicates']}{pool}",

@@ -151,7 +151,7 @@ def _lean_main(conn, port: int) -> None:
 
 
 SINKS = {"lean": _lean_main, "aiosmtpd": _sink_main}
-DEFAULT_KIND = "aiosmtpd"      # python -m bench --sink KIND sets it for every stage
+DEFAULT_KIND = "aiosmtpd"      # python -m bench --sink KIND sets it (the edition stage: --edition-sink)
 
 
 class SinkProcess:

@@ -229,7 +229,8 @@ def test_postgres_claims_skip_rows_another_sender_has_locked(settings):
 
 def test_a_claim_that_loses_its_rows_to_another_sender_claims_the_next_ones(settings):
     """Between a claim's SELECT and its UPDATE another sender takes every row it found: that is
-    a lost race, not the end of the edition (a `--once` worker used to stop there)."""
+    a lost race, not the end of the edition (a `--once` worker used to stop there). SQLite only
+    can lose it; on PostgreSQL the same interleaving must leave each sender its own rows."""
     from sqlalchemy import event
 
     _populate(settings, 30)
@@ -248,6 +249,11 @@ def test_a_claim_that_loses_its_rows_to_another_sender_claims_the_next_ones(sett
         event.remove(conn, "before_cursor_execute", race)
     assert len(taken) == 10
     assert len(got) == 10 and not set(got) & set(taken)
+    first20 = sorted(got + taken)
+    if settings.database_url.startswith("sqlite"):
+        assert taken == first20[:10] and got == first20[10:]     # lost its first ten, took the next
+    else:   # SKIP LOCKED: the other sender never sees the rows this claim holds
+        assert got == first20[:10] and taken == first20[10:]
     with session_scope(settings) as s:
         holders = dict(s.execute(select(Digest.id, Digest.claimed_by).where(Digest.status == "sending")).all())
     assert {i for i, h in holders.items() if h == "host:1:slow"} == set(got)

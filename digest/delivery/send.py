@@ -139,16 +139,20 @@ CLAIM_TRIES = 20
 def claim_batch(session: Session, worker: str, *, lease: timedelta, limit: int = CLAIM_BATCH,
                 editions: set[date] | None = None, subscriber_ids: list[int] | None = None,
                 exclude: set[int] | None = None) -> list[int]:
-    """Claim up to ``limit`` of the lowest claimable ids; [] only when none is left.
+    """Claim up to ``limit`` of the lowest claimable ids; [] when none is left (or, logged, when
+    other senders won CLAIM_TRIES races in a row).
 
-    Another sender can take every row found between the SELECT and the UPDATE: that is a lost
-    race, not the end of the work, so look again (an empty answer ends a ``--once`` worker).
+    On SQLite another sender can take every row found between the SELECT and the UPDATE
+    (PostgreSQL's SKIP LOCKED rules that out): a lost race, not the end of the work, so look
+    again (an empty answer ends a ``--once`` worker's run).
     """
     for _ in range(CLAIM_TRIES):
         found, mine = _claim_once(session, worker, lease=lease, limit=limit, editions=editions,
                                   subscriber_ids=subscriber_ids, exclude=exclude)
         if mine or not found:
             return mine
+    log.warning("event=claim-lost worker=%s tries=%d: other senders took every row found; this round ends",
+                worker, CLAIM_TRIES)
     return []
 
 
