@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from digest import clock
-from digest.delivery.send import _claimable_by_status
+from digest.delivery.claim import _claimable_by_status
 from digest.store.db import session_factory
 from digest.store.models import Digest, open_digest
 from tests.conftest import TEST_DB
@@ -39,7 +39,7 @@ def test_queries_on_open_digests_use_the_partial_index(settings):
 
 def test_the_claim_index_leaves_sent_digests_out(settings):
     """Claiming still finds planned and expired-lease digests among many sent ones."""
-    from digest.delivery.send import claim_batch
+    from digest.delivery.claim import claim_batch
     from tests.factories import add_subscriber
 
     now = clock.now()

@@ -231,7 +231,7 @@ def test_deferred_digest_waits_for_its_retry_time(smtp_settings, sink, clock):
 
 
 def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_settings, sink):
-    from digest.delivery.send import reclaim_dead_local, worker_id
+    from digest.delivery.claim import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "08", 1)
@@ -252,7 +252,7 @@ def test_a_dead_local_claimer_of_another_edition_does_not_spin_the_sender(smtp_s
 
 
 def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
-    from digest.delivery.send import reclaim_dead_local, worker_id
+    from digest.delivery.claim import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "09", 1)
@@ -268,7 +268,7 @@ def test_claimers_in_another_pid_space_are_never_judged_dead(smtp_settings):
 
 
 def test_a_killed_but_unreaped_local_claimer_counts_as_dead(smtp_settings, sink):
-    from digest.delivery.send import reclaim_dead_local, worker_id
+    from digest.delivery.claim import reclaim_dead_local, worker_id
 
     _subscribers(smtp_settings, ["a@example.org"])
     _seed_papers(smtp_settings, "10", 1)

@@ -18,7 +18,7 @@ from digest.store.db import session_factory, session_scope
 from digest.store.ledger import items_of
 from digest.store.models import Digest, LedgerSection, Lock
 from digest.plan import PlanOptions, plan_edition
-from digest.delivery.send import claim_batch, renew_lease
+from digest.delivery.claim import claim_batch, renew_lease
 from tests.factories import add_paper, add_subscriber, utc, wait_for
 from tests.smtp_server import smtp_sink
 
